@@ -1,0 +1,1 @@
+"""Chain sources: the only code that talks to a node or a feed."""

@@ -1,0 +1,199 @@
+"""The EVM source: contract logs over adaptive block ranges, block times, and string pool names.
+
+One range costs one HTTP request in the common case: `eth_getLogs` and the
+range end's header travel in one JSON-RPC batch. Headers of blocks holding
+logs are fetched (batched) only when the node does not put `blockTimestamp`
+on its logs; calldata and traces only for pool hashes not seen before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import structlog
+
+from indexer.batch import Batch, BlockRef
+from indexer.chains.log_range import LogRange, is_range_too_large
+from indexer.chains.rpc import JsonRpcError, RpcClient
+from indexer.decode.calldata import calls_to, names_by_hash, pool_names_in_calldata
+from indexer.decode.logs import ChainSpec, RawLog, decode_log, needs_pool_name
+from indexer.errors import RetryableError, RpcError
+from indexer.events import Event
+
+HEADER_BATCH = 200  # block headers per JSON-RPC batch
+TX_BATCH = 100  # transactions or traces per JSON-RPC batch
+
+log = structlog.get_logger(__name__)
+
+
+def block_ref(header: Mapping[str, Any]) -> BlockRef:
+    """A BlockRef from an `eth_getBlockByNumber` answer; ValueError if malformed."""
+    try:
+        return BlockRef(
+            number=int(header["number"], 16),
+            hash=header["hash"].lower(),
+            parent_hash=header["parentHash"].lower(),
+            time=int(header["timestamp"], 16),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"malformed block header: {exc!r}") from exc
+
+
+class EvmSource:
+    """Reads one EVM chain's configured contracts."""
+
+    def __init__(self, chain: Any, rpc: RpcClient, pool_names: Mapping[str, str] | None = None) -> None:
+        self.chain = chain
+        self.name: str = chain.name
+        self.rpc = rpc
+        self.spec = ChainSpec(chain.name, chain.chain_id)
+        self.contracts = {c.address: c for c in chain.contracts}
+        self.addresses = sorted(self.contracts)
+        self.pool_names: dict[str, str] = dict(pool_names or {})
+        self.range = LogRange(
+            size=min(chain.initial_block_range, chain.max_block_range),
+            ceiling=chain.max_block_range,
+            target_logs=chain.target_logs_per_request,
+        )
+        self.use_call_tracer: bool = chain.use_call_tracer
+        self.log = log.bind(chain=chain.name)
+
+    async def head(self) -> int:
+        """The node's latest block number."""
+        return _hex_int(await self.rpc.request("eth_blockNumber", []), "eth_blockNumber")
+
+    async def block(self, number: int) -> BlockRef:
+        """The node's canonical block at `number`."""
+        header = await self.rpc.request("eth_getBlockByNumber", [hex(number), False])
+        if header is None:
+            raise RetryableError(f"chain {self.name}: the node has no block {number} yet")
+        return _checked(block_ref, header)
+
+    async def fetch(self, start: int, last_allowed: int) -> Batch:
+        """Events of blocks `start..end`, where `end <= last_allowed` is as far as the adaptive range reaches."""
+        while True:
+            end = min(start + self.range.size - 1, last_allowed)
+            logs, header = await self.rpc.batch(
+                [
+                    ("eth_getLogs", [{"fromBlock": hex(start), "toBlock": hex(end), "address": self.addresses}]),
+                    ("eth_getBlockByNumber", [hex(end), False]),
+                ]
+            )
+            if isinstance(logs, JsonRpcError):
+                if is_range_too_large(logs.message) and end > start:
+                    self.range = self.range.refused(logs.message, start)
+                    self.log.info("log_range_shrunk", size=self.range.size, reason=logs.message[:200])
+                    continue
+                raise RpcError(f"chain {self.name}: eth_getLogs {start}-{end} failed: {logs.message}")
+            break
+        if isinstance(header, JsonRpcError) or header is None:
+            raise RetryableError(f"chain {self.name}: the node has no block {end} yet (lagging node?)")
+        last = _checked(block_ref, header)
+        if not isinstance(logs, list):
+            raise RetryableError(f"chain {self.name}: eth_getLogs answered {type(logs).__name__}, not a list")
+        raw = [_checked(RawLog.from_rpc, item) for item in logs if not (isinstance(item, dict) and item.get("removed"))]
+        raw = [r for r in raw if r.address in self.contracts and r.block_number >= self.contracts[r.address].start_block]
+        self.range = self.range.grown(len(logs))
+
+        blocks = await self._blocks_of(raw, last)
+        learnt = await self._learn_pool_names(raw)
+        events = tuple(self._decode(raw, blocks))
+        return Batch(
+            chain=self.name,
+            first_block=start,
+            last=last,
+            events=events,
+            blocks=tuple(blocks.values()),
+            pool_names=learnt,
+        )
+
+    def _decode(self, raw: Iterable[RawLog], blocks: Mapping[int, BlockRef]) -> Iterable[Event]:
+        for item in raw:
+            block_time = item.block_time if item.block_time is not None else blocks[item.block_number].time
+            event = decode_log(item, self.contracts[item.address], self.spec, block_time, self.pool_names)
+            if event is not None:
+                yield event
+
+    async def _blocks_of(self, raw: list[RawLog], last: BlockRef) -> dict[int, BlockRef]:
+        """Headers of the blocks holding logs, fetched only where the logs lack `blockTimestamp`."""
+        blocks = {last.number: last}
+        missing = sorted({r.block_number for r in raw if r.block_time is None} - blocks.keys())
+        chunks = [missing[i : i + HEADER_BATCH] for i in range(0, len(missing), HEADER_BATCH)]
+        answers = await asyncio.gather(
+            *(self.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in chunk]) for chunk in chunks)
+        )
+        for chunk, headers in zip(chunks, answers, strict=True):
+            for number, header in zip(chunk, headers, strict=True):
+                if header is None or isinstance(header, JsonRpcError):
+                    raise RetryableError(f"chain {self.name}: the node has no block {number} (lagging node?)")
+                blocks[number] = _checked(block_ref, header)
+        for r in raw:
+            known = blocks.get(r.block_number)
+            if known is not None and known.hash != r.block_hash:
+                raise RetryableError(
+                    f"chain {self.name}: log in block {r.block_number} has hash {r.block_hash}, "
+                    f"the node's block has {known.hash} (reorg in progress or stale node)"
+                )
+        for r in raw:  # the logs vouch for their own blocks' hashes
+            blocks.setdefault(r.block_number, BlockRef(r.block_number, r.block_hash, None, r.block_time or 0))
+        return blocks
+
+    async def _learn_pool_names(self, raw: list[RawLog]) -> dict[str, str]:
+        """Names of `string indexed` pools not seen before, from calldata, else from call traces."""
+        wanted: dict[str, set[str]] = {}  # tx hash -> contract addresses whose pool hash is unknown
+        for r in raw:
+            pool_hash = needs_pool_name(r, self.contracts[r.address])
+            if pool_hash is not None and pool_hash not in self.pool_names:
+                wanted.setdefault(r.tx_hash, set()).add(r.address)
+        if not wanted:
+            return {}
+        learnt: dict[str, str] = {}
+        txs = await self._batched("eth_getTransactionByHash", [[h] for h in wanted])
+        untraced: list[str] = []
+        for tx_hash, tx in zip(wanted, txs, strict=True):
+            if isinstance(tx, dict) and str(tx.get("to", "")).lower() in wanted[tx_hash]:
+                learnt |= names_by_hash(pool_names_in_calldata(tx.get("input", "")))
+            else:
+                untraced.append(tx_hash)
+        if untraced and self.use_call_tracer:
+            learnt |= await self._names_from_traces(untraced, wanted)
+        self.pool_names |= learnt
+        return learnt
+
+    async def _names_from_traces(self, tx_hashes: list[str], contracts: Mapping[str, set[str]]) -> dict[str, str]:
+        traces = await self._batched("debug_traceTransaction", [[h, {"tracer": "callTracer"}] for h in tx_hashes])
+        learnt: dict[str, str] = {}
+        for tx_hash, trace in zip(tx_hashes, traces, strict=True):
+            if isinstance(trace, JsonRpcError):
+                self.use_call_tracer = False
+                self.log.warning("call_tracer_unavailable", reason=trace.message[:200])
+                return learnt
+            if isinstance(trace, dict):
+                for contract in contracts[tx_hash]:
+                    for frame in calls_to(trace, contract):
+                        learnt |= names_by_hash(pool_names_in_calldata(frame.get("input", "")))
+        return learnt
+
+    async def _batched(self, method: str, params: list[list[Any]]) -> list[Any]:
+        chunks = [params[i : i + TX_BATCH] for i in range(0, len(params), TX_BATCH)]
+        answers = await asyncio.gather(*(self.rpc.batch([(method, p) for p in chunk]) for chunk in chunks))
+        return [item for answer in answers for item in answer]
+
+    async def close(self) -> None:
+        await self.rpc.close()
+
+
+def _hex_int(value: Any, what: str) -> int:
+    try:
+        return int(value, 16)
+    except (TypeError, ValueError) as exc:
+        raise RetryableError(f"{what}: malformed answer {value!r:.80}") from exc
+
+
+def _checked(parse: Any, value: Any) -> Any:
+    try:
+        return parse(value)
+    except ValueError as exc:
+        raise RetryableError(str(exc)) from exc

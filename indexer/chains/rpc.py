@@ -1,0 +1,185 @@
+"""JSON-RPC over HTTP through web3's AsyncHTTPProvider, with failover across URLs and backoff.
+
+Transport failures (connection errors, timeouts, HTTP 429/5xx, malformed JSON)
+rotate to the next URL and retry with jittered exponential backoff; a failing
+URL is skipped for a cool-down. Error objects answered by a node are not
+transport failures: they are raised as `JsonRpcError` for the caller to judge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import aiohttp
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from web3 import AsyncHTTPProvider
+
+from indexer.config import redact_url
+from indexer.errors import RpcError
+
+Observer = Callable[[str, str, float, str | None], None]  # (method, redacted url, seconds, error kind)
+
+
+class JsonRpcError(Exception):
+    """A node answered with a JSON-RPC error object."""
+
+    def __init__(self, code: int | None, message: str, method: str) -> None:
+        super().__init__(f"{method}: {message} (code {code})")
+        self.code = code
+        self.message = message
+        self.method = method
+
+
+class TransportError(Exception):
+    """The request did not get a well-formed answer; another URL may do better."""
+
+
+class RateLimited(Exception):
+    """A node answered with a rate-limit error object."""
+
+
+_RATE_LIMIT_MESSAGES = ("rate limit", "too many requests", "request limit", "exceeded the quota", "capacity")
+
+
+class RpcClient:
+    """One chain's nodes, tried in order with failover."""
+
+    def __init__(
+        self,
+        chain: str,
+        urls: Sequence[str],
+        *,
+        timeout: float = 30.0,
+        attempts: int = 6,
+        cooldown: float = 30.0,
+        max_backoff: float = 5.0,
+        observer: Observer | None = None,
+    ) -> None:
+        if not urls:
+            raise ValueError(f"chain {chain}: no RPC URL")
+        self.chain = chain
+        self._urls = list(urls)
+        self._labels = [redact_url(u) for u in urls]
+        self._providers = [
+            AsyncHTTPProvider(u, request_kwargs={"timeout": aiohttp.ClientTimeout(total=timeout)},
+                              exception_retry_configuration=None)
+            for u in urls
+        ]  # fmt: skip
+        self._unhealthy_until = [0.0] * len(urls)
+        self._current = 0
+        self._attempts = attempts
+        self._cooldown = cooldown
+        self._max_backoff = max_backoff
+        self._observer = observer
+        self._ids = itertools.count(1)
+
+    @property
+    def url_labels(self) -> list[str]:
+        """The URLs with secrets redacted, for logs and metrics."""
+        return list(self._labels)
+
+    async def request(self, method: str, params: list[Any]) -> Any:
+        """The result of one call; raises JsonRpcError for an error object, RpcError when every retry failed."""
+        (answer,) = await self.batch([(method, params)])
+        if isinstance(answer, JsonRpcError):
+            raise answer
+        return answer
+
+    async def batch(self, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
+        """Results of several calls in one HTTP request, in order; an item that failed is its JsonRpcError."""
+        if not calls:
+            return []
+        label = calls[0][0] if len(calls) == 1 else f"batch:{calls[0][0]}"
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(self._attempts),
+                wait=wait_exponential_jitter(initial=0.05, max=self._max_backoff),
+                retry=retry_if_exception_type(TransportError),
+                reraise=True,
+            ):
+                with attempt:
+                    return await self._send_once(label, calls)
+        except TransportError as exc:
+            raise RpcError(f"chain {self.chain}: {label} failed on every RPC URL ({exc})") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _send_once(self, label: str, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
+        index = self._pick_url()
+        provider = self._providers[index]
+        started = time.perf_counter()
+        error_kind: str | None = None
+        try:
+            if len(calls) == 1:
+                raw = [await provider.make_request(calls[0][0], calls[0][1])]  # type: ignore[arg-type]
+            else:
+                raw = await provider.make_batch_request(list(calls))  # type: ignore[arg-type]
+            return _unpack(raw, calls)
+        except RateLimited as exc:
+            error_kind = "rate_limited"
+            raise self._failed(index, f"rate limited by {self._labels[index]}: {exc}") from exc
+        except aiohttp.ClientResponseError as exc:
+            error_kind = f"http_{exc.status}"
+            raise self._failed(index, f"HTTP {exc.status} from {self._labels[index]}") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            error_kind = "connection"
+            raise self._failed(index, f"{type(exc).__name__} from {self._labels[index]}") from exc
+        except asyncio.TimeoutError as exc:
+            error_kind = "timeout"
+            raise self._failed(index, f"timeout from {self._labels[index]}") from exc
+        except (ValueError, TypeError, KeyError) as exc:  # undecodable or malformed answer
+            error_kind = "malformed"
+            raise self._failed(index, f"malformed answer from {self._labels[index]}: {exc}") from exc
+        finally:
+            if self._observer is not None:
+                self._observer(label, self._labels[index], time.perf_counter() - started, error_kind)
+
+    def _pick_url(self) -> int:
+        now = time.monotonic()
+        for offset in range(len(self._urls)):
+            index = (self._current + offset) % len(self._urls)
+            if self._unhealthy_until[index] <= now:
+                self._current = index
+                return index
+        # every URL is cooling down: use the one whose cool-down ends first
+        self._current = min(range(len(self._urls)), key=self._unhealthy_until.__getitem__)
+        return self._current
+
+    def _failed(self, index: int, reason: str) -> TransportError:
+        self._unhealthy_until[index] = time.monotonic() + self._cooldown
+        self._current = (index + 1) % len(self._urls)
+        return TransportError(reason)
+
+    async def close(self) -> None:
+        """Close every HTTP session."""
+        for provider in self._providers:
+            await provider.disconnect()
+
+
+def _unpack(raw: Any, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
+    """Results from JSON-RPC response objects; raises ValueError when they do not fit the calls."""
+    if isinstance(raw, dict) and len(calls) > 1:  # a batch answered by one error object
+        raise ValueError(f"batch answered with a single object: {json.dumps(raw)[:200]}")
+    if not isinstance(raw, list) or len(raw) != len(calls):
+        raise ValueError(f"expected {len(calls)} answers, got {type(raw).__name__}")
+    results: list[Any] = []
+    for (method, _), item in zip(calls, raw, strict=True):
+        if not isinstance(item, dict):
+            raise ValueError(f"{method}: answer is not an object")
+        if "error" in item and item["error"] is not None:
+            error = item["error"]
+            if not isinstance(error, dict):
+                raise ValueError(f"{method}: error is not an object")
+            message = str(error.get("message", ""))
+            if error.get("code") == 429 or any(m in message.lower() for m in _RATE_LIMIT_MESSAGES):
+                raise RateLimited(message)
+            results.append(JsonRpcError(error.get("code"), message, method))
+        elif "result" in item:
+            results.append(item["result"])
+        else:
+            raise ValueError(f"{method}: answer has neither result nor error")
+    return results

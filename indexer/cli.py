@@ -1,0 +1,89 @@
+"""The `indexer` command line: `indexer --config PATH <command>`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+
+from indexer import __version__
+from indexer.errors import IndexerError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="indexer", description="Multistaking indexer")
+    parser.add_argument("--config", default="chains.yaml", help="path to chains.yaml (default: ./chains.yaml)")
+    parser.add_argument("--log-level", default=os.environ.get("INDEXER_LOG_LEVEL", "info"),
+                        choices=["debug", "info", "warning", "error"])  # fmt: skip
+    parser.add_argument("--version", action="version", version=f"indexer {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="index every chain and follow the heads until SIGINT/SIGTERM")
+    run.add_argument("--once", action="store_true", help="index to the current confirmed head, then exit")
+
+    commands.add_parser("status", help="print each chain's indexing status")
+
+    demo = commands.add_parser("demo", help="start a local anvil, stake on it, index it and print what was found")
+    demo.add_argument("--seed", type=int, default=7, help="seed of the generated staking traffic")
+    return parser
+
+
+async def _dispatch(args: argparse.Namespace) -> int:
+    from indexer.config import load_config
+
+    config = load_config(args.config)
+    if args.command == "run":
+        from indexer.service import run
+
+        await run(config, once=args.once)
+        return 0
+    if args.command == "status":
+        from indexer.status import print_status
+
+        return await print_status(config)
+    if args.command == "demo":
+        from indexer.demo import run_demo
+
+        return await run_demo(config, seed=args.seed)
+    raise AssertionError(args.command)
+
+
+def _first_indexer_error(exc: BaseException) -> IndexerError | None:
+    if isinstance(exc, IndexerError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _first_indexer_error(inner)
+            if found is not None:
+                return found
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from indexer.logs import configure_logging
+
+    configure_logging(args.log_level)
+    try:
+        return asyncio.run(_dispatch(args))
+    except KeyboardInterrupt:
+        return 130
+    except BaseException as exc:  # noqa: BLE001 - every failure becomes one line on stderr
+        if isinstance(exc, SystemExit):
+            raise
+        error = _first_indexer_error(exc)
+        if error is not None:
+            print(f"indexer: error: {error}", file=sys.stderr)
+            return 2 if type(error).__name__ == "ConfigError" else 1
+        if args.log_level == "debug":
+            traceback.print_exception(exc)
+        print(f"indexer: internal error: {type(exc).__name__}: {exc} (rerun with --log-level debug for the traceback)",
+              file=sys.stderr)  # fmt: skip
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

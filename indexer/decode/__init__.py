@@ -1,0 +1,1 @@
+"""Pure decoding: raw logs and calldata in, normalized `Event` values out. No IO here."""

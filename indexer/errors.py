@@ -1,0 +1,36 @@
+"""The indexer's error tree: what went wrong, and what the operator can do about it.
+
+Every error the CLI reports is one of these; its message is the one line printed.
+"""
+
+
+class IndexerError(Exception):
+    """Base of every error the indexer reports to the operator."""
+
+
+class ConfigError(IndexerError):
+    """The configuration file is wrong: fix the named field and start again."""
+
+
+class DatabaseError(IndexerError):
+    """The database cannot be reached or used: check `database.dsn` and the server."""
+
+
+class RetryableError(IndexerError):
+    """A transient failure (RPC timeout, rate limit, bad answer): the watcher backs off and retries."""
+
+
+class RpcError(RetryableError):
+    """Every RPC URL of a chain failed for now: check the node URLs and their health."""
+
+
+class RangeTooLargeError(RetryableError):
+    """The node refused a log range as too large: the source retries with a smaller range."""
+
+
+class FatalError(IndexerError):
+    """The indexer cannot continue safely (broken invariant, reorg past finality): investigate before restarting."""
+
+
+class DecodeError(FatalError):
+    """A log from a configured contract does not match its declared ABI: check the contract's kind and version."""

@@ -1,0 +1,1 @@
+"""Postgres: the only code with SQL and asyncpg."""

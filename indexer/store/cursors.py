@@ -1,0 +1,37 @@
+"""Reading where each chain stands: its cursor, its recent block hashes, the known pool names."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from indexer.batch import BlockRef
+
+
+async def load_cursor(conn: asyncpg.Connection | asyncpg.Pool, chain: str) -> BlockRef | None:
+    """The last fully indexed block of `chain`, or None before its first batch."""
+    row = await conn.fetchrow(
+        """SELECT block_number, block_hash, extract(epoch FROM block_time)::bigint AS time,
+                  (SELECT parent_hash FROM recent_blocks r
+                    WHERE r.chain = c.chain AND r.block_number = c.block_number) AS parent_hash
+             FROM chain_cursors c WHERE chain = $1""",
+        chain,
+    )
+    if row is None:
+        return None
+    return BlockRef(row["block_number"], row["block_hash"], row["parent_hash"], row["time"])
+
+
+async def record_head(conn: asyncpg.Connection | asyncpg.Pool, chain: str, head_block: int, confirmed_block: int) -> None:
+    """Note the node's head on a poll that found nothing new to index."""
+    await conn.execute(
+        """UPDATE chain_cursors SET head_block = $2, confirmed_block = $3, updated_at = now() WHERE chain = $1""",
+        chain,
+        head_block,
+        confirmed_block,
+    )
+
+
+async def load_pool_names(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, str]:
+    """Every pool name learnt so far, by keccak256."""
+    rows = await conn.fetch("SELECT pool_hash, name FROM pool_names")
+    return {r["pool_hash"]: r["name"] for r in rows}

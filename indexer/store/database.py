@@ -1,0 +1,56 @@
+"""Connecting to Postgres (a configured server or an embedded one) and applying schema.sql."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import asyncpg
+
+from indexer.errors import DatabaseError
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schema.sql"
+SCHEMA_LOCK = 0x6B6C79_5343  # advisory lock key: one process applies the schema at a time
+EMBEDDED_DIR = Path(".indexer") / "pgdata"
+
+
+def embedded_dsn(data_dir: Path = EMBEDDED_DIR) -> str:
+    """Start (or reuse) the embedded Postgres under `data_dir` and return its DSN."""
+    try:
+        import pgserver
+    except ImportError as exc:  # pragma: no cover - a dependency of the package
+        raise DatabaseError("database.dsn is empty and the embedded Postgres (pgserver) is not installed") from exc
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+    try:
+        server = pgserver.get_server(data_dir.resolve(), cleanup_mode="stop")
+    except Exception as exc:  # noqa: BLE001 - pgserver raises plain exceptions with the reason
+        raise DatabaseError(f"could not start the embedded Postgres under {data_dir}: {exc}") from exc
+    return server.get_uri()
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 4) -> asyncpg.Pool:
+    """A connection pool to `dsn`, with a clear error when the server is unreachable."""
+    try:
+        return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, timeout=10)
+    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise DatabaseError(f"cannot connect to the database ({redact_dsn(dsn)}): {exc}") from exc
+
+
+async def apply_schema(pool: asyncpg.Pool, schema: Path = SCHEMA_PATH) -> None:
+    """Apply schema.sql; safe to run from several processes at once."""
+    sql = schema.read_text()
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
+        await conn.execute(sql)
+
+
+def redact_dsn(dsn: str) -> str:
+    """A DSN with its password hidden."""
+    if "://" not in dsn or "@" not in dsn:
+        return dsn
+    scheme, rest = dsn.split("://", 1)
+    userinfo, host = rest.rsplit("@", 1)
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in userinfo else dsn

@@ -1,0 +1,79 @@
+-- The one source of truth for the indexer's tables and views.
+-- Applied at every start (under an advisory lock); every statement is idempotent.
+-- Amounts are NUMERIC(78,0): a uint256 fits exactly. Addresses are stored in each
+-- chain's canonical form (EVM: lower-case 0x hex).
+
+-- Owned by the chain watchers (indexer/store/events.py): one row per on-chain log
+-- (or accepted feed record), unique on its natural key, written only through
+-- COPY into a staging table + INSERT ... ON CONFLICT DO NOTHING. A reorg deletes
+-- the rows above the common ancestor in the same transaction as the cursor.
+CREATE TABLE IF NOT EXISTS events (
+    seq              bigint GENERATED ALWAYS AS IDENTITY,
+    chain            text        NOT NULL,
+    chain_id         bigint      NOT NULL,
+    contract         text        NOT NULL,
+    contract_kind    text        NOT NULL CHECK (contract_kind IN ('native', 'erc20', 'erc721', 'social')),
+    contract_version smallint    NOT NULL,
+    block_number     bigint      NOT NULL,
+    block_hash       text        NOT NULL,
+    block_time       timestamptz NOT NULL,
+    tx_hash          text        NOT NULL,
+    log_index        integer     NOT NULL,
+    event_type       text        NOT NULL CHECK (event_type IN (
+                         'stake', 'unstake', 'unstake_request', 'unstake_batch', 'withdrawal',
+                         'transfer', 'social_delegate', 'social_undelegate')),
+    staker           text,           -- staker / unstaker / withdrawer; for transfer: the sender
+    counterparty     text,           -- for transfer: the receiver
+    pool             text,           -- validator id; NULL while a string pool is unresolved
+    pool_hash        text,           -- keccak256(pool) of a `string indexed` pool
+    amount           numeric(78, 0),
+    token_id         numeric(78, 0), -- ERC-721: the token (amount is then 1)
+    unlock_time      timestamptz,
+    asset            text        NOT NULL,
+    PRIMARY KEY (chain, tx_hash, log_index)
+);
+CREATE INDEX IF NOT EXISTS events_chain_block ON events (chain, block_number);
+CREATE INDEX IF NOT EXISTS events_unresolved_pool ON events (pool_hash) WHERE pool IS NULL AND pool_hash IS NOT NULL;
+
+-- Owned by the chain watchers: how far each chain is indexed. Written in the
+-- same transaction as the events it covers, so a crash never splits them.
+CREATE TABLE IF NOT EXISTS chain_cursors (
+    chain           text PRIMARY KEY,
+    chain_id        bigint      NOT NULL,
+    block_number    bigint      NOT NULL,  -- last fully indexed block
+    block_hash      text        NOT NULL,
+    block_time      timestamptz NOT NULL,
+    head_block      bigint      NOT NULL,  -- node's head when last polled
+    confirmed_block bigint      NOT NULL,  -- head minus `confirmations`
+    updated_at      timestamptz NOT NULL DEFAULT now()
+);
+
+-- Owned by the chain watchers: hashes of recently indexed blocks, to find the
+-- common ancestor when a reorg is detected. Trimmed to a window per chain.
+CREATE TABLE IF NOT EXISTS recent_blocks (
+    chain        text   NOT NULL,
+    block_number bigint NOT NULL,
+    block_hash   text   NOT NULL,
+    parent_hash  text,
+    PRIMARY KEY (chain, block_number)
+);
+
+-- Owned by the chain watchers: names of `string indexed` pools by keccak256,
+-- learnt from calldata, traces or the configured validator ids.
+CREATE TABLE IF NOT EXISTS pool_names (
+    pool_hash text PRIMARY KEY,
+    name      text NOT NULL
+);
+
+-- Dashboards: one row per chain.
+CREATE OR REPLACE VIEW v_indexer_status AS
+SELECT c.chain,
+       c.head_block,
+       c.block_number                              AS indexed_block,
+       c.confirmed_block,
+       GREATEST(c.head_block - c.block_number, 0)  AS lag_blocks,
+       c.updated_at,
+       c.block_time                                AS indexed_block_time,
+       (SELECT count(*) FROM events e
+         WHERE e.chain = c.chain AND e.pool IS NULL AND e.pool_hash IS NOT NULL) AS unresolved_pools
+  FROM chain_cursors c;

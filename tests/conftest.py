@@ -1,0 +1,81 @@
+"""Session-wide real parts: one Postgres database and one anvil with the contracts deployed.
+
+Postgres: `INDEXER_TEST_DSN` if set; else the server on 127.0.0.1:5432 if it
+answers; else an embedded server (pgserver) started for the session. Either
+way a fresh database is created for the session and dropped after it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from indexer.store.database import apply_schema
+
+ROOT = Path(__file__).resolve().parents[1]
+TABLES = ("events", "chain_cursors", "recent_blocks", "pool_names")
+
+
+def _local_server_answers() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def server_dsn() -> Iterator[str]:
+    """A DSN of a Postgres server with rights to create databases."""
+    if os.environ.get("INDEXER_TEST_DSN"):
+        yield os.environ["INDEXER_TEST_DSN"]
+    elif _local_server_answers():
+        yield os.environ.get("INDEXER_TEST_SERVER", "postgresql://postgres@127.0.0.1:5432/postgres")
+    else:
+        import pgserver
+
+        os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+        data = Path(tempfile.mkdtemp(prefix="indexer-test-pg-"))
+        server = pgserver.get_server(data, cleanup_mode="delete")
+        yield server.get_uri()
+
+
+@pytest.fixture(scope="session")
+async def database_dsn(server_dsn: str) -> AsyncIterator[str]:
+    """A fresh database for this test session, with schema.sql applied."""
+    name = f"indexer_test_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(server_dsn)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    dsn = _with_database(server_dsn, name)
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    await apply_schema(pool)
+    await pool.close()
+    yield dsn
+    admin = await asyncpg.connect(server_dsn)
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.close()
+
+
+def _with_database(dsn: str, name: str) -> str:
+    """`dsn` pointing at database `name` (URI form, with or without a path)."""
+    scheme, rest = dsn.split("://", 1)
+    authority, _, tail = rest.partition("/")
+    query = tail.partition("?")[2]
+    return f"{scheme}://{authority}/{name}" + (f"?{query}" if query else "")
+
+
+@pytest.fixture
+async def db(database_dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on the session database, emptied before the test."""
+    pool = await asyncpg.create_pool(database_dsn, min_size=1, max_size=6)
+    await pool.execute(f"TRUNCATE {', '.join(TABLES)}")
+    yield pool
+    await pool.close()
