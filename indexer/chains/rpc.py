@@ -98,7 +98,7 @@ class RpcClient:
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(self._attempts),
-                wait=wait_exponential_jitter(initial=0.05, max=self._max_backoff),
+                wait=wait_exponential_jitter(multiplier=0.05, max=self._max_backoff),
                 retry=retry_if_exception_type(TransportError),
                 reraise=True,
             ):

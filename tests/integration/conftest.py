@@ -1,0 +1,59 @@
+"""One anvil per test session with the contracts deployed; each test starts from the deployed state."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from web3 import AsyncHTTPProvider, AsyncWeb3
+
+from indexer.localchain import Anvil, Deployment, Driver, deploy_all
+
+
+@pytest.fixture(scope="session")
+def anvil() -> Iterator[Anvil]:
+    with Anvil() as node:
+        yield node
+
+
+@pytest.fixture(scope="session")
+async def deployment(anvil: Anvil) -> AsyncIterator[Deployment]:
+    w3 = AsyncWeb3(AsyncHTTPProvider(anvil.url))
+    deployed = await deploy_all(w3)
+    await w3.provider.disconnect()
+    yield deployed
+
+
+@pytest.fixture
+async def driver(anvil: Anvil, deployment: Deployment) -> AsyncIterator[Driver]:
+    """A Driver on the session anvil; the chain is reverted to the deployed state afterwards."""
+    w3 = AsyncWeb3(AsyncHTTPProvider(anvil.url))
+    drv = await Driver.create(w3, deployment)
+    snapshot = await drv.rpc("evm_snapshot", [])
+    yield drv
+    assert await drv.rpc("evm_revert", [snapshot]) is True
+    await w3.provider.disconnect()
+
+
+def chain_config(
+    deployment: Deployment, rpc: list[str], *, name: str = "local", start_block: int = 0, **overrides: Any
+) -> dict[str, Any]:
+    """A chains.yaml `chains` entry for the deployed contracts."""
+    contracts = [c | {"start_block": start_block} for c in deployment.contracts()]
+    return {"name": name, "kind": "evm", "chain_id": 31337, "rpc": rpc, "confirmations": 0,
+            "poll_interval_seconds": 0.2, "contracts": contracts} | overrides  # fmt: skip
+
+
+def write_config(path: Path, dsn: str, chains: list[dict[str, Any]], **top: Any) -> Path:
+    """Write a chains.yaml for the CLI under test."""
+    document = {"database": {"dsn": dsn}, "validators": [{"id": "validator-one", "commission_bps": 1000}],
+                "chains": chains} | top  # fmt: skip
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+INDEXER = [sys.executable, "-m", "indexer"]

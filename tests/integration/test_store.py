@@ -1,0 +1,71 @@
+"""The store against real Postgres: idempotent COPY inserts, the cursor guard, pool name resolution."""
+
+from __future__ import annotations
+
+import pytest
+
+from indexer.batch import Batch, BlockRef
+from indexer.errors import FatalError
+from indexer.events import Event, EventType
+from indexer.store.cursors import load_cursor, load_pool_names
+from indexer.store.events import write_batch
+
+MAX = 2**256 - 1
+
+
+def event(log_index: int, **fields) -> Event:
+    base = dict(
+        chain="c1", chain_id=1, contract="0x" + "ab" * 20, contract_kind="native", contract_version=2,
+        block_number=10, block_hash="0x" + "01" * 32, block_time=1_767_225_600, tx_hash="0x" + "02" * 32,
+        log_index=log_index, event_type=EventType.STAKE, asset="ETH", staker="0x" + "11" * 20, amount=MAX,
+    )  # fmt: skip
+    return Event(**(base | fields))
+
+
+def batch(first: int, last: int, events=(), names=None) -> Batch:
+    ref = BlockRef(last, f"0x{last:064x}", f"0x{last - 1:064x}", 1_767_225_600 + last)
+    return Batch("c1", first, ref, tuple(events), (), names or {})
+
+
+async def write(conn, b: Batch) -> int:
+    return await write_batch(conn, b, chain_id=1, head_block=100, confirmed_block=98, keep_blocks=64)
+
+
+async def test_batch_lands_once_with_exact_uint256_and_cursor(db):
+    events = [event(0, pool="validator-one", unlock_time=1_767_484_800), event(1, event_type=EventType.TRANSFER)]
+    async with db.acquire() as conn:
+        assert await write(conn, batch(5, 20, events)) == 2
+    rows = await db.fetch("SELECT log_index, amount, pool, extract(epoch FROM unlock_time)::bigint AS u FROM events ORDER BY log_index")
+    assert [(r["log_index"], int(r["amount"]), r["pool"]) for r in rows] == [(0, MAX, "validator-one"), (1, MAX, None)]
+    assert rows[0]["u"] == 1_767_484_800
+    cursor = await load_cursor(db, "c1")
+    assert (cursor.number, cursor.hash, cursor.time) == (20, f"0x{20:064x}", 1_767_225_620)
+    status = await db.fetchrow("SELECT * FROM v_indexer_status WHERE chain = 'c1'")
+    assert (status["indexed_block"], status["head_block"], status["confirmed_block"], status["lag_blocks"]) == (20, 100, 98, 80)
+
+
+async def test_replaying_events_adds_nothing(db):
+    async with db.acquire() as conn:
+        await write(conn, batch(5, 20, [event(0)]))
+        assert await write(conn, batch(21, 30, [event(0), event(1)])) == 1
+    assert await db.fetchval("SELECT count(*) FROM events") == 2
+
+
+async def test_cursor_moved_by_someone_else_is_fatal_and_writes_nothing(db):
+    async with db.acquire() as conn:
+        await write(conn, batch(5, 20))
+        with pytest.raises(FatalError, match="no longer at block 29"):
+            await write(conn, batch(30, 40, [event(0)]))
+    assert await db.fetchval("SELECT count(*) FROM events") == 0
+    assert (await load_cursor(db, "c1")).number == 20
+
+
+async def test_learnt_pool_name_resolves_waiting_events(db):
+    waiting = event(0, pool=None, pool_hash="0xhash")
+    async with db.acquire() as conn:
+        await write(conn, batch(5, 20, [waiting]))
+        assert await db.fetchval("SELECT unresolved_pools FROM v_indexer_status") == 1
+        await write(conn, batch(21, 22, [], {"0xhash": "validator-two"}))
+    assert await db.fetchval("SELECT pool FROM events") == "validator-two"
+    assert await load_pool_names(db) == {"0xhash": "validator-two"}
+    assert await db.fetchval("SELECT unresolved_pools FROM v_indexer_status") == 0
