@@ -1,0 +1,135 @@
+"""The `indexer` process: run --once, restarts after SIGKILL, SIGTERM, and one-line errors."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+
+from indexer.localchain import realistic_mix
+from indexer.localchain.anvil import free_port
+from tests.integration.conftest import INDEXER, chain_config, write_config
+
+EVENT_LOG = """SELECT chain_id, contract, contract_kind, contract_version, block_number, block_hash, block_time,
+                      tx_hash, log_index, event_type, staker, counterparty, pool, pool_hash, amount, token_id,
+                      unlock_time, asset
+                 FROM events WHERE chain = $1 ORDER BY block_number, log_index"""
+
+
+def run_cli(config, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([*INDEXER, "--config", str(config), *args], capture_output=True, text=True,
+                          timeout=timeout)  # fmt: skip
+
+
+async def event_log(db, chain: str = "local") -> list[tuple]:
+    return [tuple(r) for r in await db.fetch(EVENT_LOG, chain)]
+
+
+async def test_run_once_twice_adds_nothing(db, database_dsn, driver, deployment, anvil, tmp_path):
+    await realistic_mix(driver)
+    config = write_config(tmp_path / "chains.yaml", database_dsn, [chain_config(deployment, [anvil.url])])
+    first = run_cli(config, "run", "--once")
+    assert first.returncode == 0, first.stderr
+    before = await event_log(db)
+    assert len(before) > 50
+    second = run_cli(config, "run", "--once")
+    assert second.returncode == 0, second.stderr
+    assert await event_log(db) == before
+    assert await db.fetchval("SELECT indexed_block FROM v_indexer_status") == await driver.w3.eth.block_number
+
+
+async def test_sigkill_mid_backfill_then_restart_gives_the_identical_event_log(
+    db, database_dsn, driver, deployment, anvil, tmp_path
+):
+    pools = ["0x" + f"{i:02x}" * 20 for i in range(1, 6)]
+    for _ in range(30):
+        await driver.stake_many_native_v1(driver.accounts[1], pools, 10**15, 20)  # 200 events per block
+    tip = await driver.w3.eth.block_number
+    slow = chain_config(deployment, [anvil.url], initial_block_range=1, max_block_range=1)
+    config = write_config(tmp_path / "chains.yaml", database_dsn, [slow])
+
+    kills = 0
+    for _ in range(3):
+        process = subprocess.Popen([*INDEXER, "--config", str(config), "run", "--once"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        start = await db.fetchval("SELECT coalesce(max(block_number), -1) FROM chain_cursors")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # kill once this run has committed a batch or two
+            indexed = await db.fetchval("SELECT coalesce(max(block_number), -1) FROM chain_cursors")
+            if start < indexed < tip - 5:
+                break
+            await asyncio.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        kills += process.returncode == -signal.SIGKILL
+    assert kills == 3
+    assert await db.fetchval("SELECT block_number FROM chain_cursors") < tip
+
+    finish = run_cli(config, "run", "--once")
+    assert finish.returncode == 0, finish.stderr
+    reference = write_config(tmp_path / "ref.yaml", database_dsn, [chain_config(deployment, [anvil.url], name="ref")])
+    assert run_cli(reference, "run", "--once").returncode == 0
+    interrupted, uninterrupted = await event_log(db, "local"), await event_log(db, "ref")
+    assert len(uninterrupted) == 30 * 100 * 2  # 5 pools x 20 rounds per tx, a Transfer and a StakeOccured each
+    assert interrupted == uninterrupted
+
+
+async def test_run_follows_new_blocks_and_exits_zero_on_sigterm(db, database_dsn, driver, deployment, anvil, tmp_path):
+    config = write_config(tmp_path / "chains.yaml", database_dsn, [chain_config(deployment, [anvil.url])])
+    process = subprocess.Popen([*INDEXER, "--config", str(config), "run"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        receipt = await driver.stake("native_v2", driver.accounts[1], "validator-one", 10**18)
+        tx = receipt["transactionHash"].to_0x_hex()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not await db.fetchval("SELECT count(*) FROM events WHERE tx_hash = $1", tx):
+            await asyncio.sleep(0.05)
+        assert await db.fetchval("SELECT count(*) FROM events WHERE tx_hash = $1", tx) == 2
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0, process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
+    assert result.returncode == code, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("indexer: error:")]
+    assert len(lines) == 1, result.stderr
+    assert all(fragment in lines[0] for fragment in fragments), lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_config_is_one_line_naming_the_field(tmp_path, deployment):
+    chain = chain_config(deployment, ["http://127.0.0.1:1"])
+    chain["contracts"][0]["colour"] = "blue"
+    config = write_config(tmp_path / "chains.yaml", "postgresql://127.0.0.1:1/x", [chain])
+    assert_one_line_error(run_cli(config, "run", "--once"), 2, "chains[0].contracts[0].colour")
+
+
+def test_missing_config_file_is_one_line(tmp_path):
+    assert_one_line_error(run_cli(tmp_path / "nope.yaml", "run", "--once"), 2, "nope.yaml")
+
+
+def test_unreachable_database_is_one_line(tmp_path, deployment, anvil):
+    dsn = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+    config = write_config(tmp_path / "chains.yaml", dsn, [chain_config(deployment, [anvil.url])])
+    assert_one_line_error(run_cli(config, "run", "--once"), 1, "cannot connect to the database")
+
+
+def test_unreachable_rpc_is_one_line_and_secrets_stay_hidden(tmp_path, database_dsn, deployment):
+    url = f"http://127.0.0.1:{free_port()}/v2/abcdefghij0123456789secret"
+    config = write_config(tmp_path / "chains.yaml", database_dsn, [chain_config(deployment, [url])])
+    result = run_cli(config, "run", "--once")
+    assert_one_line_error(result, 1, "failed on every RPC URL")
+    assert "abcdefghij0123456789secret" not in result.stderr + result.stdout
+
+
+def test_environment_expansion_reaches_the_process(tmp_path, database_dsn, deployment, anvil):
+    config = write_config(tmp_path / "chains.yaml", "${TEST_INDEXER_DSN}", [chain_config(deployment, ["${TEST_RPC}"])])
+    env = os.environ | {"TEST_INDEXER_DSN": database_dsn, "TEST_RPC": anvil.url}
+    result = subprocess.run([*INDEXER, "--config", str(config), "run", "--once"], capture_output=True, text=True,
+                            env=env, timeout=60)  # fmt: skip
+    assert result.returncode == 0, result.stderr
