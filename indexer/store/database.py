@@ -17,12 +17,12 @@ EMBEDDED_DIR = Path(".indexer") / "pgdata"
 
 def embedded_dsn(data_dir: Path = EMBEDDED_DIR) -> str:
     """Start (or reuse) the embedded Postgres under `data_dir` and return its DSN."""
+    os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")  # pgserver's platformdirs warns without it
     try:
         import pgserver
     except ImportError as exc:  # pragma: no cover - a dependency of the package
         raise DatabaseError("database.dsn is empty and the embedded Postgres (pgserver) is not installed") from exc
     data_dir.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
     try:
         server = pgserver.get_server(data_dir.resolve(), cleanup_mode="stop")
     except Exception as exc:  # noqa: BLE001 - pgserver raises plain exceptions with the reason

@@ -1,0 +1,98 @@
+"""`indexer demo`: a local anvil with the project's contracts, realistic staking traffic, indexed and summarised."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from decimal import Decimal
+from urllib.parse import urlsplit
+
+from web3 import AsyncHTTPProvider, AsyncWeb3
+
+from indexer.errors import ConfigError, IndexerError
+from indexer.localchain import Anvil, Driver, deploy_all, realistic_mix
+from indexer.service import index_chains, open_database
+
+DEMO_CHAIN_ID = 31337
+
+
+def _port_if_free(url: str) -> int | None:
+    """The port of a local URL when nothing listens there yet."""
+    parts = urlsplit(url)
+    if parts.hostname not in ("127.0.0.1", "localhost") or parts.port is None:
+        return None
+    with socket.socket() as probe:
+        return None if probe.connect_ex(("127.0.0.1", parts.port)) == 0 else parts.port
+
+
+async def run_demo(config, *, seed: int = 7) -> int:
+    """Run the demo against the config's chain with chain_id 31337; returns the exit code."""
+    chain = next((c for c in config.chains if c.kind == "evm" and c.chain_id == DEMO_CHAIN_ID), None)
+    if chain is None:
+        raise ConfigError(f"the demo needs an `evm` chain with chain_id {DEMO_CHAIN_ID} in the config")
+    with Anvil(port=_port_if_free(chain.rpc[0])) as node:
+        print(f"demo: anvil at {node.url}")
+        w3 = AsyncWeb3(AsyncHTTPProvider(node.url))
+        try:
+            deployment = await deploy_all(w3)
+            _check_addresses(chain, deployment.contracts())
+            driver = await Driver.create(w3, deployment)
+            sent = await realistic_mix(driver, seed)
+            await driver.mine(chain.confirmations)
+            print(f"demo: deployed 5 staking contracts and sent {sent} transactions")
+        finally:
+            await w3.provider.disconnect()
+        local = chain.model_copy(update={"rpc": (node.url,)})
+        demo_config = config.model_copy(update={"chains": (local,)})
+        async with open_database(config) as pool:
+            await _forget_chain(pool, chain.name)
+            started = time.perf_counter()
+            await index_chains(demo_config, pool, asyncio.Event(), once=True)
+            elapsed = time.perf_counter() - started
+            await _print_summary(pool, chain, elapsed)
+    return 0
+
+
+def _check_addresses(chain, deployed: list[dict]) -> None:
+    configured = {(c.kind, c.version): c.address for c in chain.contracts}
+    wrong = [f"{d['name']} ({d['kind']} v{d['version']}) is at {d['address']}, the config says "
+             f"{configured.get((d['kind'], d['version']), 'nothing')}"
+             for d in deployed if configured.get((d["kind"], d["version"])) != d["address"]]  # fmt: skip
+    if wrong:
+        raise IndexerError(f"chain {chain.name}: the demo deployment does not match the config: " + "; ".join(wrong))
+
+
+async def _forget_chain(pool, chain: str) -> None:
+    """The demo chain is new at every run: drop what an earlier demo indexed of it."""
+    async with pool.acquire() as conn, conn.transaction():
+        for table in ("events", "chain_cursors", "recent_blocks"):
+            await conn.execute(f"DELETE FROM {table} WHERE chain = $1", chain)
+
+
+async def _print_summary(pool, chain, elapsed: float) -> None:
+    names = {c.address: c for c in chain.contracts}
+    rows = await pool.fetch(
+        "SELECT contract, event_type, count(*) AS n FROM events WHERE chain = $1 GROUP BY 1, 2 ORDER BY 1, 2",
+        chain.name,
+    )
+    total = sum(r["n"] for r in rows)
+    status = await pool.fetchrow("SELECT * FROM v_indexer_status WHERE chain = $1", chain.name)
+    print(f"\nindexed {total} events up to block {status['indexed_block']} in {elapsed:.2f} s")
+    print(f"\n{'contract':<14}{'event':<18}{'count':>7}")
+    for r in sorted(rows, key=lambda r: (names[r["contract"]].name, r["event_type"])):
+        print(f"{names[r['contract']].name:<14}{r['event_type']:<18}{r['n']:>7}")
+    pools = await pool.fetch(
+        """SELECT contract, pool,
+                  sum(CASE WHEN event_type = 'stake' THEN amount ELSE -amount END) AS net
+             FROM events WHERE chain = $1 AND event_type IN ('stake', 'unstake', 'unstake_request')
+            GROUP BY 1, 2 HAVING sum(CASE WHEN event_type = 'stake' THEN amount ELSE -amount END) <> 0
+            ORDER BY 1, 3 DESC""",
+        chain.name,
+    )
+    print(f"\n{'contract':<14}{'validator':<44}{'staked':>14}")
+    for r in sorted(pools, key=lambda r: (names[r["contract"]].name, -r["net"])):
+        contract = names[r["contract"]]
+        amount = Decimal(r["net"]).scaleb(-contract.decimals).normalize()
+        print(f"{contract.name:<14}{r['pool'] or '(unresolved)':<44}{amount:>14,f} {contract.asset}")
+    print(f"\nthe event log is in Postgres: table `events`, status in `v_indexer_status`")
