@@ -8,7 +8,6 @@
 -- COPY into a staging table + INSERT ... ON CONFLICT DO NOTHING. A reorg deletes
 -- the rows above the common ancestor in the same transaction as the cursor.
 CREATE TABLE IF NOT EXISTS events (
-    seq              bigint GENERATED ALWAYS AS IDENTITY,
     chain            text        NOT NULL,
     chain_id         bigint      NOT NULL,
     contract         text        NOT NULL,

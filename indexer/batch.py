@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from indexer.events import Event
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,3 +31,24 @@ class Batch:
     events: tuple[Event, ...] = ()
     blocks: tuple[BlockRef, ...] = ()  # hashes seen in the range (blocks with logs, the range end)
     pool_names: Mapping[str, str] = field(default_factory=dict)  # keccak256(name) -> name, newly learnt
+
+
+def split_at_blocks(items: Sequence[T], size: int, last_block: int, key: Callable[[T], int]) -> list[tuple[Sequence[T], int]]:
+    """Items ordered by block (`key`) cut into chunks of about `size`, never splitting a block.
+
+    Each chunk comes with the block it ends at; the last chunk always ends at
+    `last_block`, so a range without items is one empty chunk.
+    """
+    chunks: list[tuple[Sequence[T], int]] = []
+    begin = 0
+    while len(items) - begin > size:
+        cut = begin + size
+        block = key(items[cut - 1])
+        while cut < len(items) and key(items[cut]) == block:
+            cut += 1
+        if cut == len(items):
+            break
+        chunks.append((items[begin:cut], block))
+        begin = cut
+    chunks.append((items[begin:], last_block))
+    return chunks

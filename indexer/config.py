@@ -248,7 +248,7 @@ class _NodeChain(_Model):
     confirmations: Annotated[int, Field(ge=0)] = 12
     poll_interval_seconds: Seconds = 2.0
     max_block_range: Annotated[int, Field(ge=1)] = 10_000  # the largest eth_getLogs range
-    initial_block_range: Annotated[int, Field(ge=1)] = 1000
+    initial_block_range: Annotated[int, Field(ge=1)] = 10  # first eth_getLogs range; adapts from there
     target_logs_per_request: Annotated[int, Field(ge=1)] = 10_000  # the range grows while answers hold fewer
     request_timeout_seconds: Seconds = 30.0
     use_call_tracer: bool = True
@@ -264,7 +264,7 @@ class _NodeChain(_Model):
 
     @model_validator(mode="after")
     def _ranges(self) -> _NodeChain:
-        if self.initial_block_range > self.max_block_range:
+        if "initial_block_range" in self.model_fields_set and self.initial_block_range > self.max_block_range:
             _fail_at(f"must not exceed max_block_range ({self.max_block_range})", "initial_block_range")
         return self
 

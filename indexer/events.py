@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class EventType(StrEnum):
@@ -17,12 +17,13 @@ class EventType(StrEnum):
     SOCIAL_UNDELEGATE = "social_undelegate"
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
     """One on-chain log (or feed record), decoded and normalized.
 
     Addresses are in the chain's canonical form (EVM: lower-case 0x hex).
     For ERC-721 contracts `amount` is 1 and `token_id` names the token.
+    An immutable NamedTuple rather than a frozen dataclass: a backfill builds
+    one per log, and a frozen dataclass's `__init__` costs ten times as much.
     """
 
     chain: str

@@ -13,6 +13,7 @@ import structlog
 from indexer.chains.evm import EvmSource
 from indexer.chains.rpc import RpcClient
 from indexer.decode.calldata import names_by_hash
+from indexer.runtime import tune_gc
 from indexer.store.cursors import load_pool_names
 from indexer.store.database import apply_schema, create_pool, embedded_dsn
 from indexer.watcher import Watcher
@@ -54,6 +55,7 @@ async def index_chains(config, pool: asyncpg.Pool, stop: asyncio.Event, *, once:
 
 async def run(config, *, once: bool) -> None:
     """The `run` command: index (and follow, unless `once`) every configured chain."""
+    tune_gc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

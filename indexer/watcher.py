@@ -1,24 +1,35 @@
-"""The chain-agnostic watcher loop: fetch a range, store it with the cursor, repeat.
+"""The chain-agnostic watcher loop: fetch block ranges, decode them, store them with the cursor.
 
-The next range is fetched while the current one is written, so the node and
-Postgres work at the same time. A stop request lets the batch in hand commit.
+The three steps run as concurrent stages joined by small queues, so the node
+serving the next range, Python decoding this one and Postgres storing the
+last one all happen at once. A stop request lets the batch being written
+commit, then returns; nothing half-written is ever visible.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 import asyncpg
 import structlog
 
-from indexer.batch import Batch, BlockRef
-from indexer.errors import FatalError, RetryableError
+from indexer.batch import Batch
+from indexer.errors import RetryableError
 from indexer.store.cursors import load_cursor, record_head
 from indexer.store.events import write_batch
 
 log = structlog.get_logger(__name__)
+
+_DONE = object()
+
+
+class Fetched(Protocol):
+    """A fetched, not yet decoded, block range; `last` is its end block."""
+
+    last: Any
 
 
 class Source(Protocol):
@@ -28,7 +39,9 @@ class Source(Protocol):
 
     async def head(self) -> int: ...
 
-    async def fetch(self, start: int, last_allowed: int) -> Batch: ...
+    async def fetch_logs(self, start: int, last_allowed: int) -> Fetched: ...
+
+    def batches(self, fetched: Fetched) -> AsyncIterator[Batch]: ...
 
     async def close(self) -> None: ...
 
@@ -51,14 +64,15 @@ class Watcher:
         while not stop.is_set():
             try:
                 await self.catch_up(stop)
-                backoff = self.chain.poll_interval_seconds
-            except RetryableError as exc:
-                if once:
-                    raise
-                self.log.warning("retrying", error=str(exc), in_seconds=round(backoff, 2))
+            except (RetryableError, ExceptionGroup) as exc:
+                retryable = _retryable(exc)
+                if once or retryable is None:
+                    raise retryable or exc from None
+                self.log.warning("retrying", error=str(retryable), in_seconds=round(backoff, 2))
                 await _sleep_unless(stop, backoff)
                 backoff = min(backoff * 2, 60.0)
                 continue
+            backoff = self.chain.poll_interval_seconds
             if once:
                 return
             await _sleep_unless(stop, self.chain.poll_interval_seconds)
@@ -73,45 +87,58 @@ class Watcher:
             if cursor is not None:
                 await record_head(self.pool, self.chain.name, head, confirmed)
             return 0
-        written = 0
-        began, first = time.monotonic(), start
-        pending = asyncio.create_task(self.source.fetch(start, confirmed))
-        try:
-            while True:
-                batch = await pending
-                start = batch.last.number + 1
-                more = start <= confirmed and not stop.is_set()
-                if more:
-                    pending = asyncio.create_task(self.source.fetch(start, confirmed))
-                new = await self._store(batch, head, confirmed)
-                written += new
-                self.log.info(
-                    "batch_indexed",
-                    block=batch.last.number,
-                    first_block=batch.first_block,
-                    events=len(batch.events),
-                    new_events=new,
-                    blocks_per_second=round((batch.last.number - first + 1) / max(time.monotonic() - began, 1e-6)),
-                )
-                if not more:
-                    return written
-        finally:
-            if not pending.done():
-                pending.cancel()
-                await asyncio.gather(pending, return_exceptions=True)
+        fetched: asyncio.Queue[Any] = asyncio.Queue(maxsize=1)
+        decoded: asyncio.Queue[Any] = asyncio.Queue(maxsize=2)
+        written_before = self.events_written
+        async with asyncio.TaskGroup() as group:
+            fetcher = group.create_task(self._fetch(start, confirmed, stop, fetched))
+            decoder = group.create_task(self._decode(fetched, decoded))
+            await self._write(decoded, head, confirmed, stop, start)
+            fetcher.cancel()  # after a stop: nothing more is wanted
+            decoder.cancel()
+        return self.events_written - written_before
 
-    async def _store(self, batch: Batch, head: int, confirmed: int) -> int:
-        async with self.pool.acquire() as conn:
-            new = await write_batch(
-                conn,
-                batch,
-                chain_id=self.chain.chain_id,
-                head_block=head,
-                confirmed_block=confirmed,
-                keep_blocks=self.keep_blocks,
+    async def _fetch(self, start: int, confirmed: int, stop: asyncio.Event, out: asyncio.Queue[Any]) -> None:
+        while start <= confirmed and not stop.is_set():
+            fetched = await self.source.fetch_logs(start, confirmed)
+            await out.put(fetched)
+            start = fetched.last.number + 1
+        await out.put(_DONE)
+
+    async def _decode(self, inbox: asyncio.Queue[Any], out: asyncio.Queue[Any]) -> None:
+        while (fetched := await inbox.get()) is not _DONE:
+            async for batch in self.source.batches(fetched):
+                await out.put(batch)
+        await out.put(_DONE)
+
+    async def _write(self, inbox: asyncio.Queue[Any], head: int, confirmed: int, stop: asyncio.Event, first: int) -> None:
+        began = time.monotonic()
+        while (batch := await inbox.get()) is not _DONE:
+            async with self.pool.acquire() as conn:
+                new = await write_batch(conn, batch, chain_id=self.chain.chain_id, head_block=head,
+                                        confirmed_block=confirmed, keep_blocks=self.keep_blocks)  # fmt: skip
+            self.events_written += new
+            self.log.info(
+                "batch_indexed",
+                block=batch.last.number,
+                first_block=batch.first_block,
+                events=len(batch.events),
+                new_events=new,
+                blocks_per_second=round((batch.last.number - first + 1) / max(time.monotonic() - began, 1e-6)),
             )
-        self.events_written += new
-        return new
+            if stop.is_set():
+                return
+
+
+def _retryable(exc: BaseException) -> RetryableError | None:
+    """The retryable error behind `exc` (unwrapping task groups), if that is all it is."""
+    if isinstance(exc, RetryableError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        inner = [_retryable(e) for e in exc.exceptions]
+        if inner and all(e is not None for e in inner):
+            return inner[0]
+    return None
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
@@ -119,6 +146,3 @@ async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), timeout=seconds)
     except asyncio.TimeoutError:
         pass
-
-
-__all__ = ["BlockRef", "FatalError", "Source", "Watcher"]

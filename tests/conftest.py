@@ -17,7 +17,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from indexer.store.database import apply_schema
+from indexer.store.database import apply_schema, create_pool
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLES = ("events", "chain_cursors", "recent_blocks", "pool_names")
@@ -75,7 +75,7 @@ def _with_database(dsn: str, name: str) -> str:
 @pytest.fixture
 async def db(database_dsn: str) -> AsyncIterator[asyncpg.Pool]:
     """A pool on the session database, emptied before the test."""
-    pool = await asyncpg.create_pool(database_dsn, min_size=1, max_size=6)
+    pool = await create_pool(database_dsn, max_size=6)
     await pool.execute(f"TRUNCATE {', '.join(TABLES)}")
     yield pool
     await pool.close()

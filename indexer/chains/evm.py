@@ -9,18 +9,18 @@ on its logs; calldata and traces only for pool hashes not seen before.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
-from indexer.batch import Batch, BlockRef
+from indexer.batch import Batch, BlockRef, split_at_blocks
 from indexer.chains.log_range import LogRange, is_range_too_large
 from indexer.chains.rpc import JsonRpcError, RpcClient
 from indexer.decode.calldata import calls_to, names_by_hash, pool_names_in_calldata
-from indexer.decode.logs import ChainSpec, RawLog, decode_log, needs_pool_name
+from indexer.decode.logs import ChainSpec, LogDecoder, MalformedLog, RpcLog, log_block_number, needs_pool_name
 from indexer.errors import RetryableError, RpcError
-from indexer.events import Event
 
 HEADER_BATCH = 200  # block headers per JSON-RPC batch
 TX_BATCH = 100  # transactions or traces per JSON-RPC batch
@@ -41,6 +41,15 @@ def block_ref(header: Mapping[str, Any]) -> BlockRef:
         raise ValueError(f"malformed block header: {exc!r}") from exc
 
 
+@dataclass(frozen=True, slots=True)
+class FetchedLogs:
+    """Logs fetched for blocks `first_block..last.number`, not yet decoded."""
+
+    first_block: int
+    last: BlockRef
+    logs: list[RpcLog]
+
+
 class EvmSource:
     """Reads one EVM chain's configured contracts."""
 
@@ -50,6 +59,7 @@ class EvmSource:
         self.rpc = rpc
         self.spec = ChainSpec(chain.name, chain.chain_id)
         self.contracts = {c.address: c for c in chain.contracts}
+        self.decoders = {c.address: LogDecoder(c, self.spec) for c in chain.contracts}
         self.addresses = sorted(self.contracts)
         self.pool_names: dict[str, str] = dict(pool_names or {})
         self.range = LogRange(
@@ -71,8 +81,8 @@ class EvmSource:
             raise RetryableError(f"chain {self.name}: the node has no block {number} yet")
         return _checked(block_ref, header)
 
-    async def fetch(self, start: int, last_allowed: int) -> Batch:
-        """Events of blocks `start..end`, where `end <= last_allowed` is as far as the adaptive range reaches."""
+    async def fetch_logs(self, start: int, last_allowed: int) -> FetchedLogs:
+        """The configured contracts' logs of blocks `start..end`, `end <= last_allowed` as far as the range reaches."""
         while True:
             end = min(start + self.range.size - 1, last_allowed)
             logs, header = await self.rpc.batch(
@@ -91,35 +101,51 @@ class EvmSource:
         if isinstance(header, JsonRpcError) or header is None:
             raise RetryableError(f"chain {self.name}: the node has no block {end} yet (lagging node?)")
         last = _checked(block_ref, header)
-        if not isinstance(logs, list):
-            raise RetryableError(f"chain {self.name}: eth_getLogs answered {type(logs).__name__}, not a list")
-        raw = [_checked(RawLog.from_rpc, item) for item in logs if not (isinstance(item, dict) and item.get("removed"))]
-        raw = [r for r in raw if r.address in self.contracts and r.block_number >= self.contracts[r.address].start_block]
+        if not isinstance(logs, list) or not all(isinstance(item, dict) for item in logs):
+            raise RetryableError(f"chain {self.name}: eth_getLogs answered something other than a list of logs")
         self.range = self.range.grown(len(logs))
+        ours = [item for item in logs if not item.get("removed") and self._follows(item, start)]
+        ours.sort(key=_log_position)  # nodes answer in order; a block must never straddle two batches
+        return FetchedLogs(start, last, ours)
 
-        blocks = await self._blocks_of(raw, last)
-        learnt = await self._learn_pool_names(raw)
-        events = tuple(self._decode(raw, blocks))
-        return Batch(
-            chain=self.name,
-            first_block=start,
-            last=last,
-            events=events,
-            blocks=tuple(blocks.values()),
-            pool_names=learnt,
-        )
+    async def batches(self, fetched: FetchedLogs) -> AsyncIterator[Batch]:
+        """The fetched range as batches of about `target_logs_per_request` logs, split at block boundaries.
 
-    def _decode(self, raw: Iterable[RawLog], blocks: Mapping[int, BlockRef]) -> Iterable[Event]:
-        for item in raw:
-            block_time = item.block_time if item.block_time is not None else blocks[item.block_number].time
-            event = decode_log(item, self.contracts[item.address], self.spec, block_time, self.pool_names)
-            if event is not None:
-                yield event
+        Chunks are decoded one at a time, so the first can be written while the next is decoded.
+        """
+        logs, last = fetched.logs, fetched.last
+        blocks = await self._blocks_of(logs, last)
+        learnt = await self._learn_pool_names(logs)
+        times = {number: block.time for number, block in blocks.items()}
+        first = fetched.first_block
+        for chunk, chunk_end in split_at_blocks(logs, self.range.target_logs, last.number, key=log_block_number):
+            try:
+                decoded = (self.decoders[item["address"].lower()].decode(item, self.pool_names, times) for item in chunk)
+                events = tuple(event for event in decoded if event is not None)
+            except MalformedLog as exc:
+                raise RetryableError(f"chain {self.name}: {exc}") from exc
+            yield Batch(
+                chain=self.name,
+                first_block=first,
+                last=blocks[chunk_end],
+                events=events,
+                blocks=tuple(b for n, b in blocks.items() if first <= n <= chunk_end),
+                pool_names=learnt if first == fetched.first_block else {},
+            )
+            first = chunk_end + 1
+            await asyncio.sleep(0)  # let the writer send what it has while the next chunk decodes
 
-    async def _blocks_of(self, raw: list[RawLog], last: BlockRef) -> dict[int, BlockRef]:
-        """Headers of the blocks holding logs, fetched only where the logs lack `blockTimestamp`."""
+    def _follows(self, log: RpcLog, start: int) -> bool:
+        """Whether a log comes from a configured contract at or after its start block."""
+        contract = self.contracts.get(str(log.get("address", "")).lower())
+        if contract is None:
+            return False
+        return contract.start_block <= start or _checked(log_block_number, log) >= contract.start_block
+
+    async def _blocks_of(self, logs: list[RpcLog], last: BlockRef) -> dict[int, BlockRef]:
+        """Headers of the blocks holding logs, fetched (batched) only where the logs lack `blockTimestamp`."""
         blocks = {last.number: last}
-        missing = sorted({r.block_number for r in raw if r.block_time is None} - blocks.keys())
+        missing = sorted({log_block_number(log) for log in logs if not log.get("blockTimestamp")} - blocks.keys())
         chunks = [missing[i : i + HEADER_BATCH] for i in range(0, len(missing), HEADER_BATCH)]
         answers = await asyncio.gather(
             *(self.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in chunk]) for chunk in chunks)
@@ -129,24 +155,28 @@ class EvmSource:
                 if header is None or isinstance(header, JsonRpcError):
                     raise RetryableError(f"chain {self.name}: the node has no block {number} (lagging node?)")
                 blocks[number] = _checked(block_ref, header)
-        for r in raw:
-            known = blocks.get(r.block_number)
-            if known is not None and known.hash != r.block_hash:
+        for log in logs:
+            number = log_block_number(log)
+            known = blocks.get(number)
+            log_hash = str(log.get("blockHash", "")).lower()
+            if known is None:  # the log vouches for its own block's hash
+                time = _hex_int(log.get("blockTimestamp"), "blockTimestamp")
+                blocks[number] = known = BlockRef(number, log_hash, None, time)
+            if known.hash != log_hash:
                 raise RetryableError(
-                    f"chain {self.name}: log in block {r.block_number} has hash {r.block_hash}, "
+                    f"chain {self.name}: log in block {number} has hash {log_hash}, "
                     f"the node's block has {known.hash} (reorg in progress or stale node)"
                 )
-        for r in raw:  # the logs vouch for their own blocks' hashes
-            blocks.setdefault(r.block_number, BlockRef(r.block_number, r.block_hash, None, r.block_time or 0))
         return blocks
 
-    async def _learn_pool_names(self, raw: list[RawLog]) -> dict[str, str]:
+    async def _learn_pool_names(self, logs: list[RpcLog]) -> dict[str, str]:
         """Names of `string indexed` pools not seen before, from calldata, else from call traces."""
         wanted: dict[str, set[str]] = {}  # tx hash -> contract addresses whose pool hash is unknown
-        for r in raw:
-            pool_hash = needs_pool_name(r, self.contracts[r.address])
+        for log in logs:
+            address = log["address"].lower()
+            pool_hash = needs_pool_name(log, self.contracts[address])
             if pool_hash is not None and pool_hash not in self.pool_names:
-                wanted.setdefault(r.tx_hash, set()).add(r.address)
+                wanted.setdefault(str(log.get("transactionHash", "")).lower(), set()).add(address)
         if not wanted:
             return {}
         learnt: dict[str, str] = {}
@@ -183,6 +213,10 @@ class EvmSource:
 
     async def close(self) -> None:
         await self.rpc.close()
+
+
+def _log_position(log: RpcLog) -> tuple[int, int]:
+    return (_checked(log_block_number, log), _hex_int(log.get("logIndex"), "logIndex"))
 
 
 def _hex_int(value: Any, what: str) -> int:

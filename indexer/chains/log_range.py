@@ -72,12 +72,11 @@ class LogRange:
     target_logs: int
 
     def grown(self, logs: int) -> LogRange:
-        """After an answer of `logs` logs: double while small, halve when far over target."""
-        if logs * 2 < self.target_logs:
-            return replace(self, size=min(self.size * 2, self.ceiling))
-        if logs > self.target_logs * 2:
-            return replace(self, size=max(self.size // 2, 1))
-        return self
+        """After an answer of `logs` logs: scale toward the target (x4 when empty, else at most x2 up, /8 down)."""
+        if self.target_logs // 2 <= logs <= self.target_logs * 2:
+            return self
+        factor = 4.0 if logs == 0 else min(max(self.target_logs / logs, 1 / 8), 2.0)
+        return replace(self, size=max(1, min(int(self.size * factor), self.ceiling)))
 
     def refused(self, message: str, from_block: int) -> LogRange:
         """After the node refused the range as too large (or timed out on it)."""

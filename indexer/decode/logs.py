@@ -1,8 +1,8 @@
-"""Decode a raw contract log into a normalized `Event` (pure).
+"""Decode a contract log, as JSON-RPC `eth_getLogs` returns it, into a normalized `Event` (pure).
 
-Topics and data are sliced by hand: every multistaking event has static
-arguments, so byte slicing is exact and several times faster than a generic
-ABI decoder.
+Every multistaking event has static arguments, so topics and data are sliced
+by hand: exact, and several times faster than a generic ABI decoder. Other
+sources (TRON) convert their logs to this same shape first.
 """
 
 from __future__ import annotations
@@ -15,44 +15,18 @@ from indexer.decode import signatures as sig
 from indexer.errors import DecodeError
 from indexer.events import Event, EventType
 
+RpcLog = Mapping[str, Any]  # {"address", "topics", "data", "blockNumber", "blockHash", "transactionHash", "logIndex", ["blockTimestamp"]}
 
 
-@dataclass(frozen=True, slots=True)
-class RawLog:
-    """A contract log as a node returns it, with hex kept as lower-case strings."""
-
-    address: str
-    topics: tuple[str, ...]
-    data: str
-    block_number: int
-    block_hash: str
-    tx_hash: str
-    log_index: int
-    block_time: int | None = None  # the node's `blockTimestamp`, when it sends one
-
-    @classmethod
-    def from_rpc(cls, log: Mapping[str, Any]) -> RawLog:
-        """Build from an `eth_getLogs` entry; raises ValueError on a malformed one."""
-        try:
-            timestamp = log.get("blockTimestamp")
-            return cls(
-                address=log["address"].lower(),
-                topics=tuple(t.lower() for t in log["topics"]),
-                data=log.get("data") or "0x",
-                block_number=int(log["blockNumber"], 16),
-                block_hash=log["blockHash"].lower(),
-                tx_hash=log["transactionHash"].lower(),
-                log_index=int(log["logIndex"], 16),
-                block_time=int(timestamp, 16) if timestamp else None,
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ValueError(f"malformed log from node: {exc!r} in {dict(log)!r:.300}") from exc
+class MalformedLog(ValueError):
+    """A log from the node lacks a field or holds a bad value: the node's answer cannot be trusted."""
 
 
 class ContractSpec(Protocol):
     """What decoding needs to know of a configured contract."""
 
     name: str
+    address: str  # canonical (lower-case) form
     kind: str
     version: int
     asset: str
@@ -65,11 +39,7 @@ class ChainSpec:
 
 
 def _address(word: str) -> str:
-    return "0x" + word[-40:]
-
-
-def _uint(word: str) -> int:
-    return int(word, 16)
+    return "0x" + word[-40:].lower()
 
 
 def _data_word(data: str, index: int) -> int:
@@ -80,78 +50,64 @@ def _data_word(data: str, index: int) -> int:
     return int(word, 16)
 
 
-# Each decoder returns the Event fields that depend on the event itself.
-Fields = dict[str, Any]
-Decoder = Callable[[RawLog, bool], Fields]
+# A decoder returns the event-specific fields, in Event's order:
+# (event_type, staker, counterparty, pool, pool_hash, amount, token_id, unlock_time)
+Fields = tuple[EventType, str | None, str | None, str | None, str | None, int | None, int | None, int | None]
+Decoder = Callable[[list[str], str, bool, Mapping[str, str]], Fields]
 
 
-def _stake(log: RawLog, nft: bool) -> Fields:
-    _, staker, pool, amount = log.topics
-    fields: Fields = {"event_type": EventType.STAKE, "staker": _address(staker), "pool": _address(pool)}
-    return fields | _amount_fields(_uint(amount), nft)
+def _stake(topics: list[str], data: str, nft: bool, names: Mapping[str, str]) -> Fields:
+    _, staker, pool, amount = topics
+    value = int(amount, 16)
+    if nft:
+        return (EventType.STAKE, _address(staker), None, _address(pool), None, 1, value, None)
+    return (EventType.STAKE, _address(staker), None, _address(pool), None, value, None, None)
 
 
-def _stake_string_pool(log: RawLog, nft: bool) -> Fields:
-    _, staker, pool, amount = log.topics
-    return {"event_type": EventType.STAKE, "staker": _address(staker), "pool_hash": pool, "amount": _uint(amount)}
+def _stake_string_pool(topics: list[str], data: str, nft: bool, names: Mapping[str, str]) -> Fields:
+    _, staker, pool_hash, amount = topics
+    pool_hash = pool_hash.lower()
+    return (EventType.STAKE, _address(staker), None, names.get(pool_hash), pool_hash, int(amount, 16), None, None)
 
 
-def _unstake(log: RawLog, nft: bool) -> Fields:
-    _, unstaker, pool, amount = log.topics
-    fields: Fields = {"event_type": EventType.UNSTAKE, "staker": _address(unstaker), "pool": _address(pool)}
-    return fields | _amount_fields(_uint(amount), nft)
+def _unstake(topics: list[str], data: str, nft: bool, names: Mapping[str, str]) -> Fields:
+    _, unstaker, pool, amount = topics
+    value = int(amount, 16)
+    if nft:
+        return (EventType.UNSTAKE, _address(unstaker), None, _address(pool), None, 1, value, None)
+    return (EventType.UNSTAKE, _address(unstaker), None, _address(pool), None, value, None, None)
 
 
-def _unstake_request(log: RawLog, nft: bool) -> Fields:
-    _, unstaker, pool, amount = log.topics
-    return {
-        "event_type": EventType.UNSTAKE_REQUEST,
-        "staker": _address(unstaker),
-        "pool": _address(pool),
-        "amount": _uint(amount),
-        "unlock_time": _data_word(log.data, 0),
-    }
+def _unstake_request(topics: list[str], data: str, nft: bool, names: Mapping[str, str]) -> Fields:
+    _, unstaker, pool, amount = topics
+    unlock = _data_word(data, 0)
+    return (EventType.UNSTAKE_REQUEST, _address(unstaker), None, _address(pool), None, int(amount, 16), None, unlock)
 
 
-def _unstake_request_string_pool(log: RawLog, nft: bool) -> Fields:
-    _, unstaker, pool, amount = log.topics
-    return {
-        "event_type": EventType.UNSTAKE_REQUEST,
-        "staker": _address(unstaker),
-        "pool_hash": pool,
-        "amount": _uint(amount),
-        "unlock_time": _data_word(log.data, 0),
-    }
+def _unstake_request_string_pool(topics: list[str], data: str, nft: bool, names: Mapping[str, str]) -> Fields:
+    _, unstaker, pool_hash, amount = topics
+    pool_hash = pool_hash.lower()
+    unlock = _data_word(data, 0)
+    return (EventType.UNSTAKE_REQUEST, _address(unstaker), None, names.get(pool_hash), pool_hash, int(amount, 16),
+            None, unlock)  # fmt: skip
 
 
-def _unstake_batch(log: RawLog, nft: bool) -> Fields:
-    _, unstaker, total = log.topics
-    return {
-        "event_type": EventType.UNSTAKE_BATCH,
-        "staker": _address(unstaker),
-        "amount": _uint(total),
-        "unlock_time": _data_word(log.data, 0),
-    }
+def _unstake_batch(topics: list[str], data: str, nft: bool, names: Mapping[str, str]) -> Fields:
+    _, unstaker, total = topics
+    return (EventType.UNSTAKE_BATCH, _address(unstaker), None, None, None, int(total, 16), None, _data_word(data, 0))
 
 
-def _withdrawal(log: RawLog, nft: bool) -> Fields:
-    _, unstaker, amount = log.topics
-    return {"event_type": EventType.WITHDRAWAL, "staker": _address(unstaker), "amount": _uint(amount)}
+def _withdrawal(topics: list[str], data: str, nft: bool, names: Mapping[str, str]) -> Fields:
+    _, unstaker, amount = topics
+    return (EventType.WITHDRAWAL, _address(unstaker), None, None, None, int(amount, 16), None, None)
 
 
-def _transfer(log: RawLog, nft: bool) -> Fields:
+def _transfer(topics: list[str], data: str, nft: bool, names: Mapping[str, str]) -> Fields:
     if nft:  # ERC-721: Transfer(address indexed, address indexed, uint256 indexed tokenId)
-        _, sender, receiver, token_id = log.topics
-        value = _uint(token_id)
-    else:  # ERC-20: the value is in data
-        _, sender, receiver = log.topics
-        value = _data_word(log.data, 0)
-    fields: Fields = {"event_type": EventType.TRANSFER, "staker": _address(sender), "counterparty": _address(receiver)}
-    return fields | _amount_fields(value, nft)
-
-
-def _amount_fields(value: int, nft: bool) -> Fields:
-    return {"amount": 1, "token_id": value} if nft else {"amount": value}
+        _, sender, receiver, token_id = topics
+        return (EventType.TRANSFER, _address(sender), _address(receiver), None, None, 1, int(token_id, 16), None)
+    _, sender, receiver = topics  # ERC-20: the value is in data
+    return (EventType.TRANSFER, _address(sender), _address(receiver), None, None, _data_word(data, 0), None, None)
 
 
 _V1 = {sig.STAKE_ADDRESS_POOL: _stake, sig.UNSTAKE: _unstake, sig.TRANSFER: _transfer}
@@ -169,7 +125,6 @@ _V2_STRING_POOLS = {
     sig.WITHDRAWAL: _withdrawal,
     sig.TRANSFER: _transfer,
 }
-
 DECODERS: dict[tuple[str, int], dict[str, Decoder]] = {
     ("native", 1): _V1,
     ("erc20", 1): _V1,
@@ -177,63 +132,77 @@ DECODERS: dict[tuple[str, int], dict[str, Decoder]] = {
     ("native", 2): _V2_STRING_POOLS,
     ("erc20", 2): _V2_ADDRESS_POOLS,
 }
+_STRING_POOL_TOPICS = (sig.STAKE_STRING_POOL, sig.UNSTAKE_REQUEST_STRING_POOL)
 
 
-def decode_log(
-    log: RawLog,
-    contract: ContractSpec,
-    chain: ChainSpec,
-    block_time: int,
-    pool_names: Mapping[str, str],
-) -> Event | None:
-    """The Event a log stands for, None for logs the indexer does not follow (e.g. Approval).
-
-    `pool_names` maps keccak256(name) -> name for `string indexed` pools; a hash
-    missing from it leaves the event's pool unresolved (`pool` None, `pool_hash` set).
-    Raises DecodeError when a multistaking log does not fit the contract's declared kind/version.
-    """
-    topic0 = log.topics[0] if log.topics else None
-    decoders = DECODERS.get((contract.kind, contract.version))
-    if decoders is None:
-        raise DecodeError(f"contract {contract.name}: unsupported kind/version {contract.kind} v{contract.version}")
-    decoder = decoders.get(topic0) if topic0 else None
-    if decoder is None:
-        if topic0 in sig.ALL_STAKING_TOPICS:
-            raise DecodeError(
-                f"contract {contract.name} ({log.address}) emitted a staking event of another contract version "
-                f"(topic {topic0}) in tx {log.tx_hash}: check its `kind` and `version` in the config"
-            )
-        return None
-    nft = contract.kind == "erc721"
+def log_block_number(log: RpcLog) -> int:
+    """The block number of a log; MalformedLog if it has none."""
     try:
-        fields = decoder(log, nft)
-    except ValueError as exc:  # wrong topic count or short data
-        raise DecodeError(
-            f"contract {contract.name} ({log.address}): log {log.tx_hash}#{log.log_index} does not match "
-            f"its ABI ({exc}): check its `kind` and `version` in the config"
-        ) from exc
-    pool_hash = fields.get("pool_hash")
-    if pool_hash is not None:
-        fields["pool"] = pool_names.get(pool_hash)
-    return Event(
-        chain=chain.name,
-        chain_id=chain.chain_id,
-        contract=log.address,
-        contract_kind=contract.kind,
-        contract_version=contract.version,
-        block_number=log.block_number,
-        block_hash=log.block_hash,
-        block_time=block_time,
-        tx_hash=log.tx_hash,
-        log_index=log.log_index,
-        asset=contract.asset,
-        **fields,
-    )
+        return int(log["blockNumber"], 16)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MalformedLog(f"log without a valid blockNumber: {dict(log)!r:.300}") from exc
 
 
-def needs_pool_name(log: RawLog, contract: ContractSpec) -> str | None:
-    """The pool hash this log needs resolved to a name, if it is a string-pool event."""
-    if contract.kind == "native" and contract.version == 2 and len(log.topics) >= 3:
-        if log.topics[0] in (sig.STAKE_STRING_POOL, sig.UNSTAKE_REQUEST_STRING_POOL):
-            return log.topics[2]
+class LogDecoder:
+    """Decodes the logs of one configured contract (tables looked up once, not per log)."""
+
+    __slots__ = ("_contract", "_decoders", "_head", "_nft")
+
+    def __init__(self, contract: ContractSpec, chain: ChainSpec) -> None:
+        decoders = DECODERS.get((contract.kind, contract.version))
+        if decoders is None:
+            raise DecodeError(f"contract {contract.name}: unsupported kind/version {contract.kind} v{contract.version}")
+        self._contract = contract
+        self._decoders = decoders
+        self._nft = contract.kind == "erc721"
+        self._head = (chain.name, chain.chain_id, contract.address, contract.kind, contract.version)
+
+    def decode(self, log: RpcLog, pool_names: Mapping[str, str], block_times: Mapping[int, int]) -> Event | None:
+        """The Event a log stands for; None for logs the indexer does not follow (e.g. Approval).
+
+        The block time is the log's own `blockTimestamp` when the node sent one, else
+        `block_times[block number]`. `pool_names` maps keccak256(name) -> name for
+        `string indexed` pools; a hash missing from it leaves the event's pool unresolved.
+        Raises DecodeError when a staking log does not fit the contract's declared kind/version,
+        MalformedLog when the log itself is broken.
+        """
+        try:
+            topics = log["topics"]
+            topic0 = topics[0] if topics else None
+            decoder = self._decoders.get(topic0) or self._decoders.get(topic0.lower() if topic0 else None)
+            if decoder is None:
+                if topic0 is not None and topic0.lower() in sig.ALL_STAKING_TOPICS:
+                    raise DecodeError(
+                        f"contract {self._contract.name} ({self._head[2]}) emitted a staking event of another "
+                        f"contract version (topic {topic0}) in tx {log['transactionHash']}: check its `kind` "
+                        "and `version` in the config"
+                    )
+                return None
+            number = int(log["blockNumber"], 16)
+            timestamp = log.get("blockTimestamp")
+            block_time = int(timestamp, 16) if timestamp else block_times[number]
+            block_hash, tx_hash, log_index = log["blockHash"].lower(), log["transactionHash"].lower(), int(log["logIndex"], 16)
+        except DecodeError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise MalformedLog(f"malformed log from node ({exc!r}): {dict(log)!r:.300}") from exc
+        try:
+            event_type, staker, counterparty, pool, pool_hash, amount, token_id, unlock = decoder(
+                topics, log.get("data") or "0x", self._nft, pool_names
+            )
+        except (ValueError, TypeError) as exc:  # wrong topic count or short data
+            raise DecodeError(
+                f"contract {self._contract.name} ({self._head[2]}): log {tx_hash}#{log_index} does not match its "
+                f"ABI ({exc}): check its `kind` and `version` in the config"
+            ) from exc
+        return Event(*self._head, number, block_hash, block_time, tx_hash, log_index, event_type,
+                     self._contract.asset, staker, counterparty, pool, pool_hash, amount, token_id, unlock)  # fmt: skip
+
+
+def needs_pool_name(log: RpcLog, contract: ContractSpec) -> str | None:
+    """The pool hash a string-pool log carries (to be named from calldata), else None."""
+    if contract.kind == "native" and contract.version == 2:
+        topics = log.get("topics") or ()
+        if len(topics) >= 3 and topics[0].lower() in _STRING_POOL_TOPICS:
+            return topics[2].lower()
     return None

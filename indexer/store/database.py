@@ -9,6 +9,7 @@ from pathlib import Path
 import asyncpg
 
 from indexer.errors import DatabaseError
+from indexer.store.events import prepare_connection
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schema.sql"
 SCHEMA_LOCK = 0x6B6C79_5343  # advisory lock key: one process applies the schema at a time
@@ -33,7 +34,9 @@ def embedded_dsn(data_dir: Path = EMBEDDED_DIR) -> str:
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 4) -> asyncpg.Pool:
     """A connection pool to `dsn`, with a clear error when the server is unreachable."""
     try:
-        return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, timeout=10)
+        return await asyncpg.create_pool(
+            dsn, min_size=min_size, max_size=max_size, timeout=10, init=prepare_connection
+        )
     except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise DatabaseError(f"cannot connect to the database ({redact_dsn(dsn)}): {exc}") from exc
 

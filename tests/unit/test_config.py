@@ -112,7 +112,7 @@ def test_defaults_fill_every_optional_key():
     eth, tron = config.chains
     assert (eth.confirmations, eth.poll_interval_seconds, eth.max_block_range, eth.initial_block_range,
             eth.target_logs_per_request, eth.request_timeout_seconds, eth.use_call_tracer) == \
-        (12, 2.0, 10000, 1000, 10000, 30.0, True)
+        (12, 2.0, 10000, 10, 10000, 30.0, True)
     assert eth.contracts[0].decimals == 18 and eth.contracts[0].weight == Decimal(1)
     assert isinstance(tron, TronChain) and tron.chain_id == TRON_MAINNET_CHAIN_ID and tron.api_key is None
 

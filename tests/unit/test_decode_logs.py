@@ -10,7 +10,7 @@ from eth_utils import keccak
 from hypothesis import given
 from hypothesis import strategies as st
 
-from indexer.decode.logs import ChainSpec, RawLog, decode_log, needs_pool_name
+from indexer.decode.logs import ChainSpec, LogDecoder, MalformedLog, needs_pool_name
 from indexer.errors import DecodeError
 from indexer.events import EventType
 
@@ -28,6 +28,7 @@ class Contract:
     kind: str
     version: int
     asset: str
+    address: str = CONTRACT
 
 
 def t(signature: str) -> str:
@@ -40,16 +41,17 @@ def word(value: int | str) -> str:
     return "0x" + value.to_bytes(32, "big").hex()
 
 
-def raw(topics: list[str], data: bytes = b"", **extra) -> RawLog:
-    fields = dict(
-        address=CONTRACT, topics=tuple(topics), data="0x" + data.hex(), block_number=7,
-        block_hash="0x" + "cd" * 32, tx_hash="0x" + "ef" * 32, log_index=3, block_time=None,
-    ) | extra  # fmt: skip
-    return RawLog(**fields)
+def raw(topics: list[str], data: bytes = b"", block_number: int = 7, **extra) -> dict:
+    """A log as eth_getLogs returns it."""
+    return {
+        "address": CONTRACT, "topics": topics, "data": "0x" + data.hex(), "blockNumber": hex(block_number),
+        "blockHash": "0x" + "cd" * 32, "transactionHash": "0x" + "ef" * 32, "logIndex": "0x3", "removed": False,
+    } | extra  # fmt: skip
 
 
-def decode(log: RawLog, kind: str, version: int, names=None):
-    return decode_log(log, Contract("c", kind, version, "ETH"), CHAIN, 1_700_000_000, names or {})
+def decode(log: dict, kind: str, version: int, names=None):
+    number = int(log["blockNumber"], 16)
+    return LogDecoder(Contract("c", kind, version, "ETH"), CHAIN).decode(log, names or {}, {number: 1_700_000_000})
 
 
 @pytest.mark.parametrize("kind", ["native", "erc20"])
@@ -131,16 +133,21 @@ def test_log_with_wrong_topic_count_is_a_decode_error():
         decode(raw([t("StakeOccured(address,address,uint256)"), word(STAKER), word(POOL)]), "native", 1)
 
 
-def test_from_rpc_reads_hex_fields_and_optional_timestamp():
-    log = RawLog.from_rpc({
-        "address": CONTRACT.upper().replace("0X", "0x"), "topics": [t("Withdrawal(address,uint256)").upper()],
-        "data": "0x", "blockNumber": "0x1f", "blockHash": "0x" + "AA" * 32, "transactionHash": "0x" + "BB" * 32,
-        "logIndex": "0x2", "blockTimestamp": "0x10",
-    })  # fmt: skip
-    assert (log.address, log.block_number, log.log_index, log.block_time) == (CONTRACT, 31, 2, 16)
-    assert log.block_hash == "0x" + "aa" * 32
-    with pytest.raises(ValueError, match="malformed log"):
-        RawLog.from_rpc({"address": CONTRACT, "topics": []})
+def test_node_timestamp_and_upper_case_hex_are_read():
+    log = raw([t("Withdrawal(address,uint256)").upper().replace("0X", "0x"), word(STAKER.upper()[2:].rjust(42, "0")), word(1)],
+              address=CONTRACT.upper().replace("0X", "0x"), blockHash="0x" + "AA" * 32, blockTimestamp="0x10")  # fmt: skip
+    event = decode(log, "native", 2)
+    assert (event.contract, event.block_time, event.block_hash) == (CONTRACT, 16, "0x" + "aa" * 32)
+    assert event.staker == STAKER
+
+
+def test_broken_log_from_the_node_is_malformed_not_an_abi_error():
+    log = raw([t("Withdrawal(address,uint256)"), word(STAKER), word(1)])
+    del log["transactionHash"]
+    with pytest.raises(MalformedLog, match="malformed log"):
+        decode(log, "native", 2)
+    with pytest.raises(MalformedLog):
+        decode(raw([t("Withdrawal(address,uint256)"), word(STAKER), word(1)], logIndex="zz"), "native", 2)
 
 
 @given(amount=st.integers(min_value=0, max_value=2**256 - 1), block=st.integers(0, 2**40))

@@ -33,13 +33,15 @@ def test_suggested_range_and_named_limits_are_parsed():
     assert named_limit(PROVIDER_MESSAGES[3]) == 5000
 
 
-def test_range_grows_while_small_and_never_past_ceiling():
+def test_range_scales_toward_the_target_and_never_past_ceiling():
     r = LogRange(size=1000, ceiling=5000, target_logs=100)
-    r = r.grown(0)
-    assert r.size == 2000
-    assert r.grown(0).grown(0).grown(0).size == 5000
-    assert r.grown(100).size == 2000  # on target: unchanged
-    assert r.grown(1000).size == 1000  # far over target: halve
+    assert r.grown(0).size == 4000  # empty: grow fast (x4)
+    assert r.grown(0).grown(0).size == 5000  # but never past the ceiling
+    assert r.grown(25).size == 2000  # a quarter of target: x2 at most, logs may cluster
+    assert r.grown(100).size == 1000 and r.grown(200).size == 1000  # near target: unchanged
+    assert r.grown(1000).size == 125  # ten times the target: /8 at most
+    assert r.grown(400).size == 250  # four times: scaled to the target
+    assert LogRange(size=1, ceiling=10, target_logs=10).grown(10**6).size == 1
 
 
 def test_refusal_uses_suggestion_then_halves_and_learns_named_ceiling():
