@@ -65,8 +65,15 @@ class CountingRpc(RpcClient):
 
 def chain_document(deployment, url: str, name: str) -> dict:
     contracts = [c | {"start_block": 0} for c in deployment.contracts()]
-    return {"name": name, "kind": "evm", "chain_id": 31337, "rpc": [url], "confirmations": 0,
-            "max_block_range": 10_000, "contracts": contracts}  # fmt: skip
+    return {
+        "name": name,
+        "kind": "evm",
+        "chain_id": 31337,
+        "rpc": [url],
+        "confirmations": 0,
+        "max_block_range": 10_000,
+        "contracts": contracts,
+    }
 
 
 async def fresh_database(server: str) -> str:
@@ -77,7 +84,9 @@ async def fresh_database(server: str) -> str:
     return server.rsplit("/", 1)[0] + "/" + name
 
 
-async def indexer_pass(dsn: str, deployment, url: str, name: str, *, strip: bool, **chain: int) -> tuple[float, int, Counter]:
+async def indexer_pass(
+    dsn: str, deployment, url: str, name: str, *, strip: bool, **chain: int
+) -> tuple[float, int, Counter]:
     document = chain_document(deployment, url, name) | chain
     config = parse_config({"database": {"dsn": dsn}, "chains": [document]})
     chain = config.chains[0]
@@ -119,12 +128,18 @@ async def naive_pass(dsn: str, deployment, url: str, head: int) -> tuple[float, 
                                amount, asset)
                            VALUES ('naive', 31337, $1, 'native', 1, $2, $3, to_timestamp($4), $5, $6, $7, $8, $9,
                                    $10, $11, 'ETH') ON CONFLICT DO NOTHING""",
-                        deployment.native_v1, number, entry["blockHash"].to_0x_hex(), times[number],
-                        entry["transactionHash"].to_0x_hex(), entry["logIndex"],
+                        deployment.native_v1,
+                        number,
+                        entry["blockHash"].to_0x_hex(),
+                        times[number],
+                        entry["transactionHash"].to_0x_hex(),
+                        entry["logIndex"],
                         "transfer" if entry["event"] == "Transfer" else "stake",
-                        (args.get("from") or args.get("staker")).lower(), (args.get("to") or "").lower() or None,
-                        (args.get("toPool") or "").lower() or None, args.get("value", args.get("amount")),
-                    )  # fmt: skip
+                        (args.get("from") or args.get("staker")).lower(),
+                        (args.get("to") or "").lower() or None,
+                        (args.get("toPool") or "").lower() or None,
+                        args.get("value", args.get("amount")),
+                    )
                 count += 1
     elapsed = time.perf_counter() - started
     await conn.close()
@@ -139,8 +154,9 @@ def process_rss(dsn: str, deployment, url: str) -> tuple[float, float]:
         document = {"database": {"dsn": dsn}, "chains": [chain_document(deployment, url, "process")]}
         config.write_text(yaml.safe_dump(document))
         started = time.perf_counter()
-        child = subprocess.Popen([sys.executable, "-m", "indexer", "--config", str(config), "--log-level", "warning",
-                                  "run", "--once"])  # fmt: skip
+        child = subprocess.Popen(
+            [sys.executable, "-m", "indexer", "--config", str(config), "--log-level", "warning", "run", "--once"]
+        )
         _, status, usage = os.wait4(child.pid, 0)
         if status != 0:
             raise SystemExit(f"indexer run --once failed with status {status}")
@@ -181,8 +197,10 @@ async def dense(args) -> None:
         if naive_events:
             print(line("naive (web3 get_logs, INSERT+commit each)", naive, naive_events))
         if naive_events:
-            print(f"speed-up: {(events / fast) / (naive_events / naive):.1f}x  "
-                  f"(headers path {(events / headers) / (naive_events / naive):.1f}x)")  # fmt: skip
+            print(
+                f"speed-up: {(events / fast) / (naive_events / naive):.1f}x  "
+                f"(headers path {(events / headers) / (naive_events / naive):.1f}x)"
+            )
         print(f"RPC calls: {dict(calls)}; headers path: {dict(header_calls)}")
         print(f"indexer run --once process: {wall:.2f} s wall (incl. start-up), peak RSS {rss:.0f} MB")
 
@@ -206,12 +224,17 @@ async def sparse(args) -> None:
         head = await w3.eth.block_number
         await w3.provider.disconnect()
         dsn = await fresh_database(args.server)
-        seconds, events, calls = await indexer_pass(dsn, deployment, node.url, "sparse", strip=False,
-                                                    max_block_range=ceiling)  # fmt: skip
-        print(f"\nsparse: {events} events over {head:,} blocks in {seconds:.2f} s, range ceiling {ceiling:,} blocks: "
-              f"{calls['eth_getLogs']} eth_getLogs calls ({head / ceiling:.1f} ceilings); all calls: {dict(calls)}")
-        print(f"  scaled: 100,000 blocks at the default 10,000-block ceiling -> "
-              f"{calls['eth_getLogs'] * (100_000 / 10_000) / (head / ceiling):.0f} eth_getLogs calls")
+        seconds, events, calls = await indexer_pass(
+            dsn, deployment, node.url, "sparse", strip=False, max_block_range=ceiling
+        )
+        print(
+            f"\nsparse: {events} events over {head:,} blocks in {seconds:.2f} s, range ceiling {ceiling:,} blocks: "
+            f"{calls['eth_getLogs']} eth_getLogs calls ({head / ceiling:.1f} ceilings); all calls: {dict(calls)}"
+        )
+        print(
+            f"  scaled: 100,000 blocks at the default 10,000-block ceiling -> "
+            f"{calls['eth_getLogs'] * (100_000 / 10_000) / (head / ceiling):.0f} eth_getLogs calls"
+        )
 
 
 def main() -> None:
@@ -221,8 +244,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--sparse-blocks", type=int, default=3_000, help="chain length of the sparse run")
     parser.add_argument("--spread-blocks", type=int, default=2_000, help="empty blocks mined after the stakes")
-    parser.add_argument("--server", default=os.environ.get("INDEXER_BENCH_SERVER",
-                                                           "postgresql://postgres@127.0.0.1:5432/postgres"))  # fmt: skip
+    parser.add_argument(
+        "--server", default=os.environ.get("INDEXER_BENCH_SERVER", "postgresql://postgres@127.0.0.1:5432/postgres")
+    )
     parser.add_argument("--default-gc", action="store_true", help="keep Python's default GC thresholds")
     parser.add_argument("--skip-baseline", action="store_true", help="skip the slow naive baseline")
     parser.add_argument("--skip-sparse", action="store_true", help="skip the sparse-chain call count")

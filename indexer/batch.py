@@ -33,7 +33,9 @@ class Batch:
     pool_names: Mapping[str, str] = field(default_factory=dict)  # keccak256(name) -> name, newly learnt
 
 
-def split_at_blocks(items: Sequence[T], size: int, last_block: int, key: Callable[[T], int]) -> list[tuple[Sequence[T], int]]:
+def split_at_blocks(
+    items: Sequence[T], size: int, last_block: int, key: Callable[[T], int]
+) -> list[tuple[Sequence[T], int]]:
     """Items ordered by block (`key`) cut into chunks of about `size`, never splitting a block.
 
     Each chunk comes with the block it ends at; the last chunk always ends at

@@ -16,8 +16,11 @@ from indexer.errors import IndexerError
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="indexer", description="Multistaking indexer")
     parser.add_argument("--config", default="chains.yaml", help="path to chains.yaml (default: ./chains.yaml)")
-    parser.add_argument("--log-level", default=os.environ.get("INDEXER_LOG_LEVEL", "info"),
-                        choices=["debug", "info", "warning", "error"])  # fmt: skip
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("INDEXER_LOG_LEVEL", "info"),
+        choices=["debug", "info", "warning", "error"],
+    )
     parser.add_argument("--version", action="version", version=f"indexer {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -80,8 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2 if type(error).__name__ == "ConfigError" else 1
         if args.log_level == "debug":
             traceback.print_exception(exc)
-        print(f"indexer: internal error: {type(exc).__name__}: {exc} (rerun with --log-level debug for the traceback)",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"indexer: internal error: {type(exc).__name__}: {exc} (rerun with --log-level debug for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

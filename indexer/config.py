@@ -14,8 +14,18 @@ from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 from eth_utils import is_checksum_address
-from pydantic import (AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field,
-                      PrivateAttr, ValidationError, field_validator, model_validator)
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from indexer.errors import ConfigError
@@ -155,8 +165,9 @@ def _split_listen(listen: str) -> tuple[str, int]:
 
 NonEmpty = Annotated[str, Field(min_length=1)]
 Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-Weight = Annotated[Decimal, BeforeValidator(lambda v: Decimal(str(v)) if isinstance(v, float) else v),
-                   Field(ge=0, allow_inf_nan=False)]
+Weight = Annotated[
+    Decimal, BeforeValidator(lambda v: Decimal(str(v)) if isinstance(v, float) else v), Field(ge=0, allow_inf_nan=False)
+]
 ChainName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
 
 
@@ -195,8 +206,7 @@ class Http(_Model):
 
 
 class Epochs(_Model):
-    genesis: Annotated[AwareDatetime, AfterValidator(lambda v: v.astimezone(UTC))] = \
-        datetime(2026, 1, 1, tzinfo=UTC)
+    genesis: Annotated[AwareDatetime, AfterValidator(lambda v: v.astimezone(UTC))] = datetime(2026, 1, 1, tzinfo=UTC)
     length_seconds: Annotated[int, Field(gt=0)] = 86400
 
 
@@ -349,18 +359,31 @@ class Config(_Model):
 
     def redacted(self) -> dict[str, Any]:
         """The config as JSON-able data with secrets (api keys, URL credentials) masked."""
+
         def mask(node: Any) -> Any:
             if isinstance(node, dict):
                 return {k: _redact(k, mask(v)) for k, v in node.items()}
             return [mask(v) for v in node] if isinstance(node, list) else node
+
         return mask(self.model_dump(mode="json"))
 
 
-_REASONS = {"missing": "required field missing", "tuple_type": "must be a list",
-            "string_pattern_mismatch": "a chain name is lower-case letters, digits, '_' or '-', "
-                                       "starting with a letter or digit, at most 63 characters"}
-_KEYS_OF = {"database": Database, "http": Http, "epochs": Epochs, "validators": Validator,
-            "contracts": Contract, "evm": EvmChain, "tron": TronChain, "social": SocialChain}
+_REASONS = {
+    "missing": "required field missing",
+    "tuple_type": "must be a list",
+    "string_pattern_mismatch": "a chain name is lower-case letters, digits, '_' or '-', "
+    "starting with a letter or digit, at most 63 characters",
+}
+_KEYS_OF = {
+    "database": Database,
+    "http": Http,
+    "epochs": Epochs,
+    "validators": Validator,
+    "contracts": Contract,
+    "evm": EvmChain,
+    "tron": TronChain,
+    "social": SocialChain,
+}
 
 
 class _Loader(yaml.SafeLoader):
@@ -371,8 +394,7 @@ class _Loader(yaml.SafeLoader):
         for key, _ in node.value:
             if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
                 if key.value in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key.value!r}", key.start_mark)
+                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key.value!r}", key.start_mark)
                 seen.add(key.value)
         return super().construct_mapping(node, deep)
 

@@ -56,9 +56,12 @@ async def run_demo(config, *, seed: int = 7) -> int:
 
 def _check_addresses(chain, deployed: list[dict]) -> None:
     configured = {(c.kind, c.version): c.address for c in chain.contracts}
-    wrong = [f"{d['name']} ({d['kind']} v{d['version']}) is at {d['address']}, the config says "
-             f"{configured.get((d['kind'], d['version']), 'nothing')}"
-             for d in deployed if configured.get((d["kind"], d["version"])) != d["address"]]  # fmt: skip
+    wrong = [
+        f"{d['name']} ({d['kind']} v{d['version']}) is at {d['address']}, the config says "
+        f"{configured.get((d['kind'], d['version']), 'nothing')}"
+        for d in deployed
+        if configured.get((d["kind"], d["version"])) != d["address"]
+    ]
     if wrong:
         raise IndexerError(f"chain {chain.name}: the demo deployment does not match the config: " + "; ".join(wrong))
 
@@ -95,4 +98,4 @@ async def _print_summary(pool, chain, elapsed: float) -> None:
         contract = names[r["contract"]]
         amount = Decimal(r["net"]).scaleb(-contract.decimals).normalize()
         print(f"{contract.name:<14}{r['pool'] or '(unresolved)':<44}{amount:>14,f} {contract.asset}")
-    print(f"\nthe event log is in Postgres: table `events`, status in `v_indexer_status`")
+    print("\nthe event log is in Postgres: table `events`, status in `v_indexer_status`")

@@ -111,12 +111,20 @@ class Watcher:
                 await out.put(batch)
         await out.put(_DONE)
 
-    async def _write(self, inbox: asyncio.Queue[Any], head: int, confirmed: int, stop: asyncio.Event, first: int) -> None:
+    async def _write(
+        self, inbox: asyncio.Queue[Any], head: int, confirmed: int, stop: asyncio.Event, first: int
+    ) -> None:
         began = time.monotonic()
         while (batch := await inbox.get()) is not _DONE:
             async with self.pool.acquire() as conn:
-                new = await write_batch(conn, batch, chain_id=self.chain.chain_id, head_block=head,
-                                        confirmed_block=confirmed, keep_blocks=self.keep_blocks)  # fmt: skip
+                new = await write_batch(
+                    conn,
+                    batch,
+                    chain_id=self.chain.chain_id,
+                    head_block=head,
+                    confirmed_block=confirmed,
+                    keep_blocks=self.keep_blocks,
+                )
             self.events_written += new
             self.log.info(
                 "batch_indexed",
@@ -144,5 +152,5 @@ def _retryable(exc: BaseException) -> RetryableError | None:
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
     try:
         await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass

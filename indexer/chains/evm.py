@@ -120,7 +120,9 @@ class EvmSource:
         first = fetched.first_block
         for chunk, chunk_end in split_at_blocks(logs, self.range.target_logs, last.number, key=log_block_number):
             try:
-                decoded = (self.decoders[item["address"].lower()].decode(item, self.pool_names, times) for item in chunk)
+                decoded = (
+                    self.decoders[item["address"].lower()].decode(item, self.pool_names, times) for item in chunk
+                )
                 events = tuple(event for event in decoded if event is not None)
             except MalformedLog as exc:
                 raise RetryableError(f"chain {self.name}: {exc}") from exc

@@ -8,7 +8,6 @@ transport failures: they are raised as `JsonRpcError` for the caller to judge.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import time
@@ -66,10 +65,11 @@ class RpcClient:
         self._urls = list(urls)
         self._labels = [redact_url(u) for u in urls]
         self._providers = [
-            AsyncHTTPProvider(u, request_kwargs={"timeout": aiohttp.ClientTimeout(total=timeout)},
-                              exception_retry_configuration=None)
+            AsyncHTTPProvider(
+                u, request_kwargs={"timeout": aiohttp.ClientTimeout(total=timeout)}, exception_retry_configuration=None
+            )
             for u in urls
-        ]  # fmt: skip
+        ]
         self._unhealthy_until = [0.0] * len(urls)
         self._current = 0
         self._attempts = attempts
@@ -128,7 +128,7 @@ class RpcClient:
         except (aiohttp.ClientError, OSError) as exc:
             error_kind = "connection"
             raise self._failed(index, f"{type(exc).__name__} from {self._labels[index]}") from exc
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             error_kind = "timeout"
             raise self._failed(index, f"timeout from {self._labels[index]}") from exc
         except (ValueError, TypeError, KeyError) as exc:  # undecodable or malformed answer

@@ -15,7 +15,9 @@ from indexer.decode import signatures as sig
 from indexer.errors import DecodeError
 from indexer.events import Event, EventType
 
-RpcLog = Mapping[str, Any]  # {"address", "topics", "data", "blockNumber", "blockHash", "transactionHash", "logIndex", ["blockTimestamp"]}
+RpcLog = Mapping[
+    str, Any
+]  # {"address", "topics", "data", "blockNumber", "blockHash", "transactionHash", "logIndex", ["blockTimestamp"]}
 
 
 class MalformedLog(ValueError):
@@ -88,8 +90,16 @@ def _unstake_request_string_pool(topics: list[str], data: str, nft: bool, names:
     _, unstaker, pool_hash, amount = topics
     pool_hash = pool_hash.lower()
     unlock = _data_word(data, 0)
-    return (EventType.UNSTAKE_REQUEST, _address(unstaker), None, names.get(pool_hash), pool_hash, int(amount, 16),
-            None, unlock)  # fmt: skip
+    return (
+        EventType.UNSTAKE_REQUEST,
+        _address(unstaker),
+        None,
+        names.get(pool_hash),
+        pool_hash,
+        int(amount, 16),
+        None,
+        unlock,
+    )
 
 
 def _unstake_batch(topics: list[str], data: str, nft: bool, names: Mapping[str, str]) -> Fields:
@@ -181,7 +191,11 @@ class LogDecoder:
             number = int(log["blockNumber"], 16)
             timestamp = log.get("blockTimestamp")
             block_time = int(timestamp, 16) if timestamp else block_times[number]
-            block_hash, tx_hash, log_index = log["blockHash"].lower(), log["transactionHash"].lower(), int(log["logIndex"], 16)
+            block_hash, tx_hash, log_index = (
+                log["blockHash"].lower(),
+                log["transactionHash"].lower(),
+                int(log["logIndex"], 16),
+            )
         except DecodeError:
             raise
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
@@ -195,8 +209,23 @@ class LogDecoder:
                 f"contract {self._contract.name} ({self._head[2]}): log {tx_hash}#{log_index} does not match its "
                 f"ABI ({exc}): check its `kind` and `version` in the config"
             ) from exc
-        return Event(*self._head, number, block_hash, block_time, tx_hash, log_index, event_type,
-                     self._contract.asset, staker, counterparty, pool, pool_hash, amount, token_id, unlock)  # fmt: skip
+        return Event(
+            *self._head,
+            number,
+            block_hash,
+            block_time,
+            tx_hash,
+            log_index,
+            event_type,
+            self._contract.asset,
+            staker,
+            counterparty,
+            pool,
+            pool_hash,
+            amount,
+            token_id,
+            unlock,
+        )
 
 
 def needs_pool_name(log: RpcLog, contract: ContractSpec) -> str | None:

@@ -11,9 +11,10 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, NoReturn, Sequence
+from typing import IO, NoReturn
 
 CHAIN_ID = 31337
 HOST = "127.0.0.1"
@@ -79,7 +80,7 @@ class Anvil:
         """True while the process is alive."""
         return self._process is not None and self._process.poll() is None
 
-    def start(self) -> "Anvil":
+    def start(self) -> Anvil:
         """Spawn anvil and wait until it answers `eth_chainId` (15 s at most)."""
         if self._process is not None:
             raise RuntimeError("anvil is already started")
@@ -87,10 +88,14 @@ class Anvil:
             self.port = free_port()
         command = [
             str(anvil_binary()),
-            "--host", HOST,
-            "--port", str(self.port),
-            "--chain-id", str(CHAIN_ID),
-            "--accounts", str(self.accounts),
+            "--host",
+            HOST,
+            "--port",
+            str(self.port),
+            "--chain-id",
+            str(CHAIN_ID),
+            "--accounts",
+            str(self.accounts),
             "--silent",
             *self.extra_args,
         ]
@@ -138,7 +143,7 @@ class Anvil:
             self._stderr.close()
             self._stderr = None
 
-    def __enter__(self) -> "Anvil":
+    def __enter__(self) -> Anvil:
         """Start the node."""
         return self.start()
 

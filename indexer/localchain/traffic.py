@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import random
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from eth_abi import decode as abi_decode
 from eth_abi.exceptions import DecodingError
@@ -55,9 +56,7 @@ class Driver:
         self.accounts = [w3.to_checksum_address(a) for a in accounts]
         self.tx_count = 0
         self._contracts: dict[str, AsyncContract] = {
-            field: w3.eth.contract(
-                address=w3.to_checksum_address(getattr(deployment, field)), abi=artifacts.abi(name)
-            )
+            field: w3.eth.contract(address=w3.to_checksum_address(getattr(deployment, field)), abi=artifacts.abi(name))
             for field, name in ARTIFACTS.items()
         }
         self._errors: dict[str, dict[str, Any]] = {
@@ -68,7 +67,7 @@ class Driver:
         }
 
     @classmethod
-    async def create(cls, w3: AsyncWeb3, deployment: Deployment) -> "Driver":
+    async def create(cls, w3: AsyncWeb3, deployment: Deployment) -> Driver:
         """A Driver using every account the node reports (`eth_accounts`)."""
         return cls(w3, deployment, await w3.eth.accounts)
 
@@ -184,9 +183,7 @@ class Driver:
         call = self._contracts["batcher"].functions.unstakeNativeV2(self._contracts["native_v2"].address, pool, amount)
         return await self.send(call, sender)
 
-    async def stake_many_native_v1(
-        self, sender: str, pools: Sequence[str], amount_each: int, rounds: int
-    ) -> TxReceipt:
+    async def stake_many_native_v1(self, sender: str, pools: Sequence[str], amount_each: int, rounds: int) -> TxReceipt:
         """`rounds` x len(pools) native v1 stakes in one tx via StakeBatcher (~13k gas each: <= ~2,000 a tx)."""
         call = self._contracts["batcher"].functions.stakeManyNativeV1(
             self._contracts["native_v1"].address,
@@ -275,8 +272,12 @@ async def realistic_mix(driver: Driver, seed: int = 7) -> int:
 
     # Immediate unstakes on v1 (single and multiple), then v2 requests (single, and
     # multiple: per-pool + aggregate events); amounts stay within balance and pools.
-    for contract, pools in (("native_v1", validators), ("erc20_v1", validators),
-                            ("native_v2", names), ("erc20_v2", validators)):
+    for contract, pools in (
+        ("native_v1", validators),
+        ("erc20_v1", validators),
+        ("native_v2", names),
+        ("erc20_v2", validators),
+    ):
         (first, size1), (second, size2) = (await biggest_pools(contract, pools))[:2]
         part = min(await balance(contract, stakers[1]), size2) // 5
         await driver.unstake_multiple(contract, stakers[1], [first, second], [part, part // 2])
@@ -295,8 +296,13 @@ async def realistic_mix(driver: Driver, seed: int = 7) -> int:
 
     # Three days later: withdrawals, then life goes on.
     await driver.advance_time(LOCK_SECONDS + 60)
-    for contract, holder in (("native_v2", stakers[1]), ("native_v2", stakers[2]), ("native_v2", outsider),
-                             ("erc20_v2", stakers[1]), ("erc20_v2", stakers[2])):
+    for contract, holder in (
+        ("native_v2", stakers[1]),
+        ("native_v2", stakers[2]),
+        ("native_v2", outsider),
+        ("erc20_v2", stakers[1]),
+        ("erc20_v2", stakers[2]),
+    ):
         await driver.withdraw(contract, holder)
     await driver.stake("native_v2", stakers[0], names[0], amount())
     await driver.stake("native_v1", outsider, validators[2], amount())

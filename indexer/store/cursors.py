@@ -21,7 +21,9 @@ async def load_cursor(conn: asyncpg.Connection | asyncpg.Pool, chain: str) -> Bl
     return BlockRef(row["block_number"], row["block_hash"], row["parent_hash"], row["time"])
 
 
-async def record_head(conn: asyncpg.Connection | asyncpg.Pool, chain: str, head_block: int, confirmed_block: int) -> None:
+async def record_head(
+    conn: asyncpg.Connection | asyncpg.Pool, chain: str, head_block: int, confirmed_block: int
+) -> None:
     """Note the node's head on a poll that found nothing new to index."""
     await conn.execute(
         """UPDATE chain_cursors SET head_block = $2, confirmed_block = $3, updated_at = now() WHERE chain = $1""",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 
@@ -34,10 +33,8 @@ def embedded_dsn(data_dir: Path = EMBEDDED_DIR) -> str:
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 4) -> asyncpg.Pool:
     """A connection pool to `dsn`, with a clear error when the server is unreachable."""
     try:
-        return await asyncpg.create_pool(
-            dsn, min_size=min_size, max_size=max_size, timeout=10, init=prepare_connection
-        )
-    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, timeout=10, init=prepare_connection)
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise DatabaseError(f"cannot connect to the database ({redact_dsn(dsn)}): {exc}") from exc
 
 

@@ -12,10 +12,26 @@ from indexer.errors import FatalError
 from indexer.events import Event
 
 EVENT_COLUMNS = (
-    "chain", "chain_id", "contract", "contract_kind", "contract_version", "block_number", "block_hash",
-    "block_time", "tx_hash", "log_index", "event_type", "staker", "counterparty", "pool", "pool_hash",
-    "amount", "token_id", "unlock_time", "asset",
-)  # fmt: skip
+    "chain",
+    "chain_id",
+    "contract",
+    "contract_kind",
+    "contract_version",
+    "block_number",
+    "block_hash",
+    "block_time",
+    "tx_hash",
+    "log_index",
+    "event_type",
+    "staker",
+    "counterparty",
+    "pool",
+    "pool_hash",
+    "amount",
+    "token_id",
+    "unlock_time",
+    "asset",
+)
 _COLUMN_LIST = ", ".join(EVENT_COLUMNS)
 
 # Staging takes amounts as text and times as epoch seconds: asyncpg's binary NUMERIC
@@ -53,7 +69,7 @@ def event_records(events: Sequence[Event]) -> list[tuple[Any, ...]]:
             None if e.token_id is None else str(e.token_id),
             e.unlock_time,
             e.asset,
-        )  # fmt: skip
+        )
         for e in events
     ]
 
@@ -142,14 +158,24 @@ async def write_batch(
         await conn.execute("SET LOCAL synchronous_commit = off")
         await save_pool_names(conn, batch.pool_names)
         if batch.events:
-            await conn.copy_records_to_table("events_staging", records=event_records(batch.events),
-                                             columns=EVENT_COLUMNS)  # fmt: skip
+            await conn.copy_records_to_table(
+                "events_staging", records=event_records(batch.events), columns=EVENT_COLUMNS
+            )
         row = await conn.fetchrow(
             _STORE_BATCH,
-            batch.chain, chain_id, last.number, last.hash, last.time, head_block, confirmed_block,
-            batch.first_block - 1, [b.number for b in blocks], [b.hash for b in blocks],
-            [b.parent_hash for b in blocks], oldest_kept,
-        )  # fmt: skip
+            batch.chain,
+            chain_id,
+            last.number,
+            last.hash,
+            last.time,
+            head_block,
+            confirmed_block,
+            batch.first_block - 1,
+            [b.number for b in blocks],
+            [b.hash for b in blocks],
+            [b.parent_hash for b in blocks],
+            oldest_kept,
+        )
         if row["moved"] != 1:
             raise FatalError(
                 f"chain {batch.chain}: the cursor is no longer at block {batch.first_block - 1}; "

@@ -44,14 +44,24 @@ def chain_config(
 ) -> dict[str, Any]:
     """A chains.yaml `chains` entry for the deployed contracts."""
     contracts = [c | {"start_block": start_block} for c in deployment.contracts()]
-    return {"name": name, "kind": "evm", "chain_id": 31337, "rpc": rpc, "confirmations": 0,
-            "poll_interval_seconds": 0.2, "contracts": contracts} | overrides  # fmt: skip
+    return {
+        "name": name,
+        "kind": "evm",
+        "chain_id": 31337,
+        "rpc": rpc,
+        "confirmations": 0,
+        "poll_interval_seconds": 0.2,
+        "contracts": contracts,
+    } | overrides
 
 
 def write_config(path: Path, dsn: str, chains: list[dict[str, Any]], **top: Any) -> Path:
     """Write a chains.yaml for the CLI under test."""
-    document = {"database": {"dsn": dsn}, "validators": [{"id": "validator-one", "commission_bps": 1000}],
-                "chains": chains} | top  # fmt: skip
+    document = {
+        "database": {"dsn": dsn},
+        "validators": [{"id": "validator-one", "commission_bps": 1000}],
+        "chains": chains,
+    } | top
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path
 

@@ -19,8 +19,7 @@ EVENT_LOG = """SELECT chain_id, contract, contract_kind, contract_version, block
 
 
 def run_cli(config, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([*INDEXER, "--config", str(config), *args], capture_output=True, text=True,
-                          timeout=timeout)  # fmt: skip
+    return subprocess.run([*INDEXER, "--config", str(config), *args], capture_output=True, text=True, timeout=timeout)
 
 
 async def event_log(db, chain: str = "local") -> list[tuple]:
@@ -52,8 +51,9 @@ async def test_sigkill_mid_backfill_then_restart_gives_the_identical_event_log(
 
     kills = 0
     for _ in range(3):
-        process = subprocess.Popen([*INDEXER, "--config", str(config), "run", "--once"],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        process = subprocess.Popen(
+            [*INDEXER, "--config", str(config), "run", "--once"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         start = await db.fetchval("SELECT coalesce(max(block_number), -1) FROM chain_cursors")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # kill once this run has committed a batch or two
@@ -78,13 +78,16 @@ async def test_sigkill_mid_backfill_then_restart_gives_the_identical_event_log(
 
 async def test_run_follows_new_blocks_and_exits_zero_on_sigterm(db, database_dsn, driver, deployment, anvil, tmp_path):
     config = write_config(tmp_path / "chains.yaml", database_dsn, [chain_config(deployment, [anvil.url])])
-    process = subprocess.Popen([*INDEXER, "--config", str(config), "run"], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    process = subprocess.Popen(
+        [*INDEXER, "--config", str(config), "run"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     try:
         receipt = await driver.stake("native_v2", driver.accounts[1], "validator-one", 10**18)
         tx = receipt["transactionHash"].to_0x_hex()
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not await db.fetchval("SELECT count(*) FROM events WHERE tx_hash = $1", tx):
+        while time.monotonic() < deadline and not await db.fetchval(
+            "SELECT count(*) FROM events WHERE tx_hash = $1", tx
+        ):
             await asyncio.sleep(0.05)
         assert await db.fetchval("SELECT count(*) FROM events WHERE tx_hash = $1", tx) == 2
         process.send_signal(signal.SIGTERM)
@@ -130,6 +133,7 @@ def test_unreachable_rpc_is_one_line_and_secrets_stay_hidden(tmp_path, database_
 def test_environment_expansion_reaches_the_process(tmp_path, database_dsn, deployment, anvil):
     config = write_config(tmp_path / "chains.yaml", "${TEST_INDEXER_DSN}", [chain_config(deployment, ["${TEST_RPC}"])])
     env = os.environ | {"TEST_INDEXER_DSN": database_dsn, "TEST_RPC": anvil.url}
-    result = subprocess.run([*INDEXER, "--config", str(config), "run", "--once"], capture_output=True, text=True,
-                            env=env, timeout=60)  # fmt: skip
+    result = subprocess.run(
+        [*INDEXER, "--config", str(config), "run", "--once"], capture_output=True, text=True, env=env, timeout=60
+    )
     assert result.returncode == 0, result.stderr

@@ -43,18 +43,41 @@ EXPECTED_INDEXED = {
     "Withdrawal": [True, True],
 }
 EXPECTED_FUNCTIONS = {
-    "NativeStakingV1": {"stake(address)", "unstake(address,uint256)", "unstakeMultiple(address[],uint256[])",
-                        "stakingPools(address)"},
-    "NativeStakingV2": {"stake(string)", "unstake(string,uint256)", "unstakeMultiple(string[],uint256[])",
-                        "withdraw()", "stakingPools(string)", "LOCK()"},
-    "Erc20StakingV1": {"stake(address,uint256)", "unstake(address,uint256)",
-                       "unstakeMultiple(address[],uint256[])", "stakingPools(address)"},
-    "Erc20StakingV2": {"stake(address,uint256)", "unstake(address,uint256)",
-                       "unstakeMultiple(address[],uint256[])", "withdraw()", "stakingPools(address)", "LOCK()"},
+    "NativeStakingV1": {
+        "stake(address)",
+        "unstake(address,uint256)",
+        "unstakeMultiple(address[],uint256[])",
+        "stakingPools(address)",
+    },
+    "NativeStakingV2": {
+        "stake(string)",
+        "unstake(string,uint256)",
+        "unstakeMultiple(string[],uint256[])",
+        "withdraw()",
+        "stakingPools(string)",
+        "LOCK()",
+    },
+    "Erc20StakingV1": {
+        "stake(address,uint256)",
+        "unstake(address,uint256)",
+        "unstakeMultiple(address[],uint256[])",
+        "stakingPools(address)",
+    },
+    "Erc20StakingV2": {
+        "stake(address,uint256)",
+        "unstake(address,uint256)",
+        "unstakeMultiple(address[],uint256[])",
+        "withdraw()",
+        "stakingPools(address)",
+        "LOCK()",
+    },
     "Erc721Staking": {"stake(address,uint256)", "unstake(address,uint256)", "stakingPools(address)"},
-    "StakeBatcher": {"stakeManyNativeV1(address,address[],uint256,uint256)",
-                     "stakeManyErc20V1(address,address,address,uint256,uint256)",
-                     "stakeNativeV2(address,string[],uint256[])", "unstakeNativeV2(address,string,uint256)"},
+    "StakeBatcher": {
+        "stakeManyNativeV1(address,address[],uint256,uint256)",
+        "stakeManyErc20V1(address,address,address,uint256,uint256)",
+        "stakeNativeV2(address,string[],uint256[])",
+        "unstakeNativeV2(address,string,uint256)",
+    },
 }
 
 

@@ -36,8 +36,13 @@ TOPICS = {  # topic0 -> the event type the indexer must give it
 async def index_once(db, deployment, rpc: list[str], **chain_overrides) -> None:
     from indexer.service import index_chains
 
-    config = parse_config({"database": {"dsn": "unused"}, "validators": [{"id": "validator-one"}],
-                           "chains": [chain_config(deployment, rpc, **chain_overrides)]})  # fmt: skip
+    config = parse_config(
+        {
+            "database": {"dsn": "unused"},
+            "validators": [{"id": "validator-one"}],
+            "chains": [chain_config(deployment, rpc, **chain_overrides)],
+        }
+    )
     await index_chains(config, db, asyncio.Event(), once=True)
 
 
@@ -46,7 +51,10 @@ def lower(address: str) -> str:
 
 
 async def staking_script(d: Driver) -> list[tuple]:
-    """Drive every action of every variant; return the expected events (tx, type, staker, counterparty, pool, amount, token_id, unlock)."""
+    """Drive every action of every variant; return the expected events in order.
+
+    Each is (tx, type, staker, counterparty, pool, amount, token_id, unlock time).
+    """
     a, b, c = (lower(x) for x in d.accounts[1:4])
     batcher = d.deployment.batcher
     expected: list[tuple] = []
@@ -58,50 +66,96 @@ async def staking_script(d: Driver) -> list[tuple]:
             expected.append((receipt["transactionHash"].to_0x_hex(), *event, unlock))
 
     # native v1: stake, unstake, unstakeMultiple
-    await expect(await d.stake("native_v1", a, POOL_A, 5 * ETHER),
-                 ("transfer", ZERO, a, None, 5 * ETHER, None), ("stake", a, None, POOL_A, 5 * ETHER, None))
-    await expect(await d.stake("native_v1", b, POOL_B, 2 * ETHER),
-                 ("transfer", ZERO, b, None, 2 * ETHER, None), ("stake", b, None, POOL_B, 2 * ETHER, None))
-    await expect(await d.unstake("native_v1", a, POOL_A, ETHER),
-                 ("transfer", a, ZERO, None, ETHER, None), ("unstake", a, None, POOL_A, ETHER, None))
+    await expect(
+        await d.stake("native_v1", a, POOL_A, 5 * ETHER),
+        ("transfer", ZERO, a, None, 5 * ETHER, None),
+        ("stake", a, None, POOL_A, 5 * ETHER, None),
+    )
+    await expect(
+        await d.stake("native_v1", b, POOL_B, 2 * ETHER),
+        ("transfer", ZERO, b, None, 2 * ETHER, None),
+        ("stake", b, None, POOL_B, 2 * ETHER, None),
+    )
+    await expect(
+        await d.unstake("native_v1", a, POOL_A, ETHER),
+        ("transfer", a, ZERO, None, ETHER, None),
+        ("unstake", a, None, POOL_A, ETHER, None),
+    )
     await expect(await d.transfer_lst("native_v1", a, c, 2 * ETHER), ("transfer", a, c, None, 2 * ETHER, None))
-    await expect(await d.unstake_multiple("native_v1", c, [POOL_A, POOL_B], [ETHER, ETHER]),
-                 ("transfer", c, ZERO, None, ETHER, None), ("unstake", c, None, POOL_A, ETHER, None),
-                 ("transfer", c, ZERO, None, ETHER, None), ("unstake", c, None, POOL_B, ETHER, None))
+    await expect(
+        await d.unstake_multiple("native_v1", c, [POOL_A, POOL_B], [ETHER, ETHER]),
+        ("transfer", c, ZERO, None, ETHER, None),
+        ("unstake", c, None, POOL_A, ETHER, None),
+        ("transfer", c, ZERO, None, ETHER, None),
+        ("unstake", c, None, POOL_B, ETHER, None),
+    )
     # native v2: string pools by calldata (validator-three), by trace (validator-two via the batcher),
     # by config pre-seed (validator-one); unstake, unstakeMultiple (aggregate once), withdraw
-    await expect(await d.stake("native_v2", a, "validator-one", 3 * ETHER),
-                 ("transfer", ZERO, a, None, 3 * ETHER, None), ("stake", a, None, "validator-one", 3 * ETHER, None))
-    await expect(await d.stake("native_v2", b, "validator-three", 4 * ETHER),
-                 ("transfer", ZERO, b, None, 4 * ETHER, None), ("stake", b, None, "validator-three", 4 * ETHER, None))
-    await expect(await d.stake_via_batcher_v2(c, ["validator-two"], [6 * ETHER]),
-                 ("transfer", ZERO, batcher, None, 6 * ETHER, None),
-                 ("stake", batcher, None, "validator-two", 6 * ETHER, None))
-    await expect(await d.unstake("native_v2", a, "validator-one", ETHER),
-                 ("transfer", a, ZERO, None, ETHER, None), ("unstake_request", a, None, "validator-one", ETHER, None))
-    await expect(await d.unstake_multiple("native_v2", b, ["validator-three", "validator-two"], [ETHER, 2 * ETHER]),
-                 ("transfer", b, ZERO, None, ETHER, None), ("unstake_request", b, None, "validator-three", ETHER, None),
-                 ("transfer", b, ZERO, None, 2 * ETHER, None),
-                 ("unstake_request", b, None, "validator-two", 2 * ETHER, None),
-                 ("unstake_batch", b, None, None, 3 * ETHER, None))
+    await expect(
+        await d.stake("native_v2", a, "validator-one", 3 * ETHER),
+        ("transfer", ZERO, a, None, 3 * ETHER, None),
+        ("stake", a, None, "validator-one", 3 * ETHER, None),
+    )
+    await expect(
+        await d.stake("native_v2", b, "validator-three", 4 * ETHER),
+        ("transfer", ZERO, b, None, 4 * ETHER, None),
+        ("stake", b, None, "validator-three", 4 * ETHER, None),
+    )
+    await expect(
+        await d.stake_via_batcher_v2(c, ["validator-two"], [6 * ETHER]),
+        ("transfer", ZERO, batcher, None, 6 * ETHER, None),
+        ("stake", batcher, None, "validator-two", 6 * ETHER, None),
+    )
+    await expect(
+        await d.unstake("native_v2", a, "validator-one", ETHER),
+        ("transfer", a, ZERO, None, ETHER, None),
+        ("unstake_request", a, None, "validator-one", ETHER, None),
+    )
+    await expect(
+        await d.unstake_multiple("native_v2", b, ["validator-three", "validator-two"], [ETHER, 2 * ETHER]),
+        ("transfer", b, ZERO, None, ETHER, None),
+        ("unstake_request", b, None, "validator-three", ETHER, None),
+        ("transfer", b, ZERO, None, 2 * ETHER, None),
+        ("unstake_request", b, None, "validator-two", 2 * ETHER, None),
+        ("unstake_batch", b, None, None, 3 * ETHER, None),
+    )
     # erc20 v1 and v2
-    await expect(await d.stake("erc20_v1", a, POOL_A, 7 * ETHER),
-                 ("transfer", ZERO, a, None, 7 * ETHER, None), ("stake", a, None, POOL_A, 7 * ETHER, None))
-    await expect(await d.unstake("erc20_v1", a, POOL_A, 7 * ETHER),
-                 ("transfer", a, ZERO, None, 7 * ETHER, None), ("unstake", a, None, POOL_A, 7 * ETHER, None))
-    await expect(await d.stake("erc20_v2", b, POOL_B, 9 * ETHER),
-                 ("transfer", ZERO, b, None, 9 * ETHER, None), ("stake", b, None, POOL_B, 9 * ETHER, None))
-    await expect(await d.unstake("erc20_v2", b, POOL_B, 4 * ETHER),
-                 ("transfer", b, ZERO, None, 4 * ETHER, None), ("unstake_request", b, None, POOL_B, 4 * ETHER, None))
-    await expect(await d.unstake_multiple("erc20_v2", b, [POOL_B], [ETHER]),
-                 ("transfer", b, ZERO, None, ETHER, None), ("unstake_request", b, None, POOL_B, ETHER, None),
-                 ("unstake_batch", b, None, None, ETHER, None))
+    await expect(
+        await d.stake("erc20_v1", a, POOL_A, 7 * ETHER),
+        ("transfer", ZERO, a, None, 7 * ETHER, None),
+        ("stake", a, None, POOL_A, 7 * ETHER, None),
+    )
+    await expect(
+        await d.unstake("erc20_v1", a, POOL_A, 7 * ETHER),
+        ("transfer", a, ZERO, None, 7 * ETHER, None),
+        ("unstake", a, None, POOL_A, 7 * ETHER, None),
+    )
+    await expect(
+        await d.stake("erc20_v2", b, POOL_B, 9 * ETHER),
+        ("transfer", ZERO, b, None, 9 * ETHER, None),
+        ("stake", b, None, POOL_B, 9 * ETHER, None),
+    )
+    await expect(
+        await d.unstake("erc20_v2", b, POOL_B, 4 * ETHER),
+        ("transfer", b, ZERO, None, 4 * ETHER, None),
+        ("unstake_request", b, None, POOL_B, 4 * ETHER, None),
+    )
+    await expect(
+        await d.unstake_multiple("erc20_v2", b, [POOL_B], [ETHER]),
+        ("transfer", b, ZERO, None, ETHER, None),
+        ("unstake_request", b, None, POOL_B, ETHER, None),
+        ("unstake_batch", b, None, None, ETHER, None),
+    )
     # erc721: stake a token, move the LST, the new holder unstakes
-    await expect(await d.stake("erc721", a, POOL_A, 77),
-                 ("transfer", ZERO, a, None, 1, 77), ("stake", a, None, POOL_A, 1, 77))
+    await expect(
+        await d.stake("erc721", a, POOL_A, 77), ("transfer", ZERO, a, None, 1, 77), ("stake", a, None, POOL_A, 1, 77)
+    )
     await expect(await d.transfer_lst("erc721", a, c, 77), ("transfer", a, c, None, 1, 77))
-    await expect(await d.unstake("erc721", c, POOL_A, 77),
-                 ("transfer", c, ZERO, None, 1, 77), ("unstake", c, None, POOL_A, 1, 77))
+    await expect(
+        await d.unstake("erc721", c, POOL_A, 77),
+        ("transfer", c, ZERO, None, 1, 77),
+        ("unstake", c, None, POOL_A, 1, 77),
+    )
     # the 3-day lock, then withdrawals
     await d.advance_time(LOCK + 1)
     await expect(await d.withdraw("native_v2", b), ("withdrawal", b, None, None, 3 * ETHER, None))
@@ -114,8 +168,11 @@ async def receipt_logs(w3: AsyncWeb3, tx_hashes: set[str], contracts: set[str]) 
     logs: dict[str, list[tuple[int, str]]] = {}
     for tx in tx_hashes:
         receipt = await w3.eth.get_transaction_receipt(tx)
-        logs[tx] = [(entry["logIndex"], TOPICS[entry["topics"][0].to_0x_hex()])
-                    for entry in receipt["logs"] if entry["address"].lower() in contracts]  # fmt: skip
+        logs[tx] = [
+            (entry["logIndex"], TOPICS[entry["topics"][0].to_0x_hex()])
+            for entry in receipt["logs"]
+            if entry["address"].lower() in contracts
+        ]
     return logs
 
 
@@ -127,9 +184,20 @@ async def test_every_event_of_every_variant_lands_once_exactly(db, driver, deplo
     rows = await db.fetch("""SELECT tx_hash, log_index, event_type, staker, counterparty, pool, amount, token_id,
                                     extract(epoch FROM unlock_time)::bigint AS unlock, chain, chain_id, block_number,
                                     block_hash, extract(epoch FROM block_time)::bigint AS time, asset, contract
-                               FROM events ORDER BY block_number, log_index""")  # fmt: skip
-    got = [(r["tx_hash"], r["event_type"], r["staker"], r["counterparty"], r["pool"],
-            int(r["amount"]), None if r["token_id"] is None else int(r["token_id"]), r["unlock"]) for r in rows]  # fmt: skip
+                               FROM events ORDER BY block_number, log_index""")
+    got = [
+        (
+            r["tx_hash"],
+            r["event_type"],
+            r["staker"],
+            r["counterparty"],
+            r["pool"],
+            int(r["amount"]),
+            None if r["token_id"] is None else int(r["token_id"]),
+            r["unlock"],
+        )
+        for r in rows
+    ]
     assert got == expected
 
     staking = {c["address"] for c in deployment.contracts()}
@@ -161,30 +229,40 @@ async def test_unreachable_rpc_url_fails_over_to_the_next(db, driver, deployment
     receipt = await driver.stake("native_v1", lower(driver.accounts[1]), POOL_A, ETHER)
     dead = f"http://127.0.0.1:{free_port()}"
     await index_once(db, deployment, [dead, anvil.url])
-    assert await db.fetchval("SELECT count(*) FROM events WHERE tx_hash = $1",
-                             receipt["transactionHash"].to_0x_hex()) == 2  # fmt: skip
+    assert (
+        await db.fetchval("SELECT count(*) FROM events WHERE tx_hash = $1", receipt["transactionHash"].to_0x_hex()) == 2
+    )
     assert await db.fetchval("SELECT indexed_block FROM v_indexer_status") == await driver.w3.eth.block_number
 
 
 async def test_string_pool_behind_a_batcher_is_named_by_the_call_tracer(db, driver, deployment, anvil):
-    receipt = await driver.stake_via_batcher_v2(driver.accounts[2], ["validator-four", "validator-five"],
-                                                [ETHER, 2 * ETHER])  # fmt: skip
+    receipt = await driver.stake_via_batcher_v2(
+        driver.accounts[2], ["validator-four", "validator-five"], [ETHER, 2 * ETHER]
+    )
     await index_once(db, deployment, [anvil.url])
-    rows = await db.fetch("SELECT pool, amount FROM events WHERE tx_hash = $1 AND event_type = 'stake' ORDER BY log_index",
-                          receipt["transactionHash"].to_0x_hex())  # fmt: skip
+    rows = await db.fetch(
+        "SELECT pool, amount FROM events WHERE tx_hash = $1 AND event_type = 'stake' ORDER BY log_index",
+        receipt["transactionHash"].to_0x_hex(),
+    )
     assert [(r["pool"], int(r["amount"])) for r in rows] == [("validator-four", ETHER), ("validator-five", 2 * ETHER)]
 
 
 async def test_unresolved_pool_is_counted_then_named_by_a_later_transaction(db, driver, deployment, anvil):
     hidden = await driver.stake_via_batcher_v2(driver.accounts[2], ["validator-six"], [ETHER])
     await index_once(db, deployment, [anvil.url], use_call_tracer=False)
-    row = await db.fetchrow("SELECT pool, pool_hash FROM events WHERE tx_hash = $1 AND event_type = 'stake'",
-                            hidden["transactionHash"].to_0x_hex())  # fmt: skip
+    row = await db.fetchrow(
+        "SELECT pool, pool_hash FROM events WHERE tx_hash = $1 AND event_type = 'stake'",
+        hidden["transactionHash"].to_0x_hex(),
+    )
     assert (row["pool"], row["pool_hash"]) == (None, "0x" + keccak(text="validator-six").hex())
     assert await db.fetchval("SELECT unresolved_pools FROM v_indexer_status WHERE chain = 'local'") == 1
 
     await driver.stake("native_v2", driver.accounts[3], "validator-six", ETHER)  # a direct call names it
     await index_once(db, deployment, [anvil.url], use_call_tracer=False)
-    assert await db.fetchval("SELECT pool FROM events WHERE tx_hash = $1 AND event_type = 'stake'",
-                             hidden["transactionHash"].to_0x_hex()) == "validator-six"  # fmt: skip
+    assert (
+        await db.fetchval(
+            "SELECT pool FROM events WHERE tx_hash = $1 AND event_type = 'stake'", hidden["transactionHash"].to_0x_hex()
+        )
+        == "validator-six"
+    )
     assert await db.fetchval("SELECT unresolved_pools FROM v_indexer_status WHERE chain = 'local'") == 0

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, AsyncIterator, Iterator
+from typing import Any
 
 import pytest
-import pytest_asyncio
 from eth_abi import decode
 from eth_utils import keccak
-from web3 import AsyncHTTPProvider, AsyncWeb3
 
-from indexer.localchain import Anvil, Deployment, Driver, TransactionReverted, anvil_binary, deploy_all, realistic_mix
+from indexer.localchain import Anvil, Driver, TransactionReverted, anvil_binary, realistic_mix
 from indexer.localchain.traffic import LOCK_SECONDS
 
 pytestmark = pytest.mark.integration
@@ -82,22 +80,6 @@ def by_topic(receipt: Any, topic: str) -> list[dict[str, Any]]:
 def data_uint(log: dict[str, Any]) -> int:
     """The single non-indexed uint256 of a log."""
     return int(decode(["uint256"], bytes.fromhex(log["data"][2:]))[0])
-
-
-@pytest.fixture(scope="session")
-def anvil() -> Iterator[Anvil]:
-    """One anvil for the whole module."""
-    with Anvil() as node:
-        yield node
-
-
-@pytest_asyncio.fixture(scope="session")
-async def driver(anvil: Anvil) -> AsyncIterator[Driver]:
-    """Contracts deployed on the fresh anvil, and a traffic driver."""
-    w3 = AsyncWeb3(AsyncHTTPProvider(anvil.url))
-    deployment = await deploy_all(w3)
-    yield await Driver.create(w3, deployment)
-    await w3.provider.disconnect()
 
 
 async def pool_of(driver: Driver, contract: str, pool: str) -> int:
@@ -372,6 +354,7 @@ async def test_stake_many_in_one_transaction(driver: Driver) -> None:
 
 async def test_logs_carry_block_timestamp_and_mine_works(driver: Driver) -> None:
     """anvil's eth_getLogs includes blockTimestamp (hex) equal to the block's timestamp; anvil_mine mines n blocks."""
+    await driver.stake("native_v1", driver.accounts[1], "0x" + "a1" * 20, ETHER)
     start = await driver.w3.eth.block_number
     await driver.mine(5)
     assert await driver.w3.eth.block_number == start + 5

@@ -15,10 +15,21 @@ MAX = 2**256 - 1
 
 def event(log_index: int, **fields) -> Event:
     base = dict(
-        chain="c1", chain_id=1, contract="0x" + "ab" * 20, contract_kind="native", contract_version=2,
-        block_number=10, block_hash="0x" + "01" * 32, block_time=1_767_225_600, tx_hash="0x" + "02" * 32,
-        log_index=log_index, event_type=EventType.STAKE, asset="ETH", staker="0x" + "11" * 20, amount=MAX,
-    )  # fmt: skip
+        chain="c1",
+        chain_id=1,
+        contract="0x" + "ab" * 20,
+        contract_kind="native",
+        contract_version=2,
+        block_number=10,
+        block_hash="0x" + "01" * 32,
+        block_time=1_767_225_600,
+        tx_hash="0x" + "02" * 32,
+        log_index=log_index,
+        event_type=EventType.STAKE,
+        asset="ETH",
+        staker="0x" + "11" * 20,
+        amount=MAX,
+    )
     return Event(**(base | fields))
 
 
@@ -35,13 +46,20 @@ async def test_batch_lands_once_with_exact_uint256_and_cursor(db):
     events = [event(0, pool="validator-one", unlock_time=1_767_484_800), event(1, event_type=EventType.TRANSFER)]
     async with db.acquire() as conn:
         assert await write(conn, batch(5, 20, events)) == 2
-    rows = await db.fetch("SELECT log_index, amount, pool, extract(epoch FROM unlock_time)::bigint AS u FROM events ORDER BY log_index")
+    rows = await db.fetch(
+        "SELECT log_index, amount, pool, extract(epoch FROM unlock_time)::bigint AS u FROM events ORDER BY log_index"
+    )
     assert [(r["log_index"], int(r["amount"]), r["pool"]) for r in rows] == [(0, MAX, "validator-one"), (1, MAX, None)]
     assert rows[0]["u"] == 1_767_484_800
     cursor = await load_cursor(db, "c1")
     assert (cursor.number, cursor.hash, cursor.time) == (20, f"0x{20:064x}", 1_767_225_620)
     status = await db.fetchrow("SELECT * FROM v_indexer_status WHERE chain = 'c1'")
-    assert (status["indexed_block"], status["head_block"], status["confirmed_block"], status["lag_blocks"]) == (20, 100, 98, 80)
+    assert (status["indexed_block"], status["head_block"], status["confirmed_block"], status["lag_blocks"]) == (
+        20,
+        100,
+        98,
+        80,
+    )
 
 
 async def test_replaying_events_adds_nothing(db):

@@ -31,8 +31,12 @@ def test_names_by_hash_is_keccak_of_utf8_name():
 
 def test_calls_to_walks_nested_frames_in_order():
     target = "0x" + "aa" * 20
-    trace = {"to": "0x" + "bb" * 20, "input": "0x0", "calls": [
-        {"to": target, "input": "0x1"},
-        {"to": "0x" + "cc" * 20, "calls": [{"to": target.upper().replace("0X", "0x"), "input": "0x2"}]},
-    ]}  # fmt: skip
+    trace = {
+        "to": "0x" + "bb" * 20,
+        "input": "0x0",
+        "calls": [
+            {"to": target, "input": "0x1"},
+            {"to": "0x" + "cc" * 20, "calls": [{"to": target.upper().replace("0X", "0x"), "input": "0x2"}]},
+        ],
+    }
     assert [f["input"] for f in calls_to(trace, target)] == ["0x1", "0x2"]

@@ -9,8 +9,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from indexer.config import (TRON_MAINNET_CHAIN_ID, Config, EvmChain, TronChain, b58check_decode,
-                            b58check_encode, load_config, parse_config, redact_url, tron_address)
+from indexer.config import (
+    TRON_MAINNET_CHAIN_ID,
+    Config,
+    EvmChain,
+    TronChain,
+    b58check_decode,
+    b58check_encode,
+    load_config,
+    parse_config,
+    redact_url,
+    tron_address,
+)
 from indexer.errors import ConfigError
 
 CHECKSUMMED = "0xdAC17F958D2ee523a2206206994597C13D831ec7"  # USDT on Ethereum, EIP-55 form
@@ -50,19 +60,46 @@ chains:
 
 
 def evm_contract(**over):
-    return {"name": "klyeth", "kind": "native", "version": 2, "address": CHECKSUMMED,
-            "start_block": 100, "asset": "ETH", **over}
+    return {
+        "name": "klyeth",
+        "kind": "native",
+        "version": 2,
+        "address": CHECKSUMMED,
+        "start_block": 100,
+        "asset": "ETH",
+        **over,
+    }
 
 
 def base(**over):
     """A minimal valid config with one EVM and one TRON chain."""
-    data = {"chains": [
-        {"name": "eth", "kind": "evm", "chain_id": 1, "rpc": ["https://rpc.example"],
-         "contracts": [evm_contract()]},
-        {"name": "tron", "kind": "tron", "rpc": ["https://api.trongrid.io"],
-         "contracts": [{"name": "usdt", "kind": "erc20", "version": 1, "address": TRON_USDT[0],
-                        "start_block": 5, "asset": "USDT", "decimals": 6}]},
-    ]}
+    data = {
+        "chains": [
+            {
+                "name": "eth",
+                "kind": "evm",
+                "chain_id": 1,
+                "rpc": ["https://rpc.example"],
+                "contracts": [evm_contract()],
+            },
+            {
+                "name": "tron",
+                "kind": "tron",
+                "rpc": ["https://api.trongrid.io"],
+                "contracts": [
+                    {
+                        "name": "usdt",
+                        "kind": "erc20",
+                        "version": 1,
+                        "address": TRON_USDT[0],
+                        "start_block": 5,
+                        "asset": "USDT",
+                        "decimals": 6,
+                    }
+                ],
+            },
+        ]
+    }
     data.update(over)
     return data
 
@@ -83,6 +120,7 @@ def write(tmp_path, text):
 
 # --- the SPEC example and defaults ---------------------------------------------------------------
 
+
 def test_spec_example_loads_with_dsn_unset_and_http_from_environment(tmp_path):
     config = load_config(write(tmp_path, SPEC_EXAMPLE), environ={"INDEXER_HTTP": "0.0.0.0:9200"})
     assert config.database.dsn == ""
@@ -92,8 +130,12 @@ def test_spec_example_loads_with_dsn_unset_and_http_from_environment(tmp_path):
     assert [(v.id, v.commission_bps) for v in config.validators] == [("validator-one", 1000)]
     chain = config.chain("local")
     assert isinstance(chain, EvmChain)
-    assert (chain.chain_id, chain.rpc, chain.confirmations, chain.poll_interval_seconds) == \
-        (31337, ("http://127.0.0.1:8545",), 2, 1.0)
+    assert (chain.chain_id, chain.rpc, chain.confirmations, chain.poll_interval_seconds) == (
+        31337,
+        ("http://127.0.0.1:8545",),
+        2,
+        1.0,
+    )
     (contract,) = chain.contracts
     assert (contract.name, contract.kind, contract.version, contract.start_block) == ("klyeth", "native", 2, 0)
     assert contract.address == "0x5fbdb2315678afecb367f032d93f642f64180aa3"
@@ -110,17 +152,24 @@ def test_defaults_fill_every_optional_key():
     assert config.database.dsn == "" and config.http.listen == "127.0.0.1:9108" and config.validators == ()
     assert config.epochs.genesis == datetime(2026, 1, 1, tzinfo=UTC) and config.epochs.length_seconds == 86400
     eth, tron = config.chains
-    assert (eth.confirmations, eth.poll_interval_seconds, eth.max_block_range, eth.initial_block_range,
-            eth.target_logs_per_request, eth.request_timeout_seconds, eth.use_call_tracer) == \
-        (12, 2.0, 10000, 10, 10000, 30.0, True)
+    assert (
+        eth.confirmations,
+        eth.poll_interval_seconds,
+        eth.max_block_range,
+        eth.initial_block_range,
+        eth.target_logs_per_request,
+        eth.request_timeout_seconds,
+        eth.use_call_tracer,
+    ) == (12, 2.0, 10000, 10, 10000, 30.0, True)
     assert eth.contracts[0].decimals == 18 and eth.contracts[0].weight == Decimal(1)
     assert isinstance(tron, TronChain) and tron.chain_id == TRON_MAINNET_CHAIN_ID and tron.api_key is None
 
 
 def test_erc721_defaults_to_version_1_and_zero_decimals():
     data = base()
-    data["chains"][0]["contracts"] = [{"name": "nft", "kind": "erc721", "address": CHECKSUMMED,
-                                       "start_block": 0, "asset": "KNFT"}]
+    data["chains"][0]["contracts"] = [
+        {"name": "nft", "kind": "erc721", "address": CHECKSUMMED, "start_block": 0, "asset": "KNFT"}
+    ]
     nft = parse_config(data).chains[0].contracts[0]
     assert (nft.version, nft.decimals) == (1, 0)
 
@@ -148,6 +197,7 @@ def test_http_listen_accepts_a_bracketed_ipv6_host():
 
 
 # --- helpers on the loaded config ------------------------------------------------------------------
+
 
 def test_contract_lookup_by_address_in_any_spelling():
     eth, tron = parse_config(base()).chains
@@ -200,25 +250,30 @@ def test_weight_accepts_int_and_string(given, expected):
 
 # --- environment expansion -------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("value", "environ", "expected"), [
-    ("${KEY}", {"KEY": "abc"}, "abc"),
-    ("${KEY:-dflt}", {}, "dflt"),
-    ("${KEY:-dflt}", {"KEY": "set"}, "set"),
-    ("${KEY:-dflt}", {"KEY": ""}, "dflt"),
-    ("${KEY}", {"KEY": ""}, ""),
-    ("${KEY:-}", {}, ""),
-    ("$${KEY}", {"KEY": "abc"}, "${KEY}"),
-    ("pre-${A}-${B:-b}-post", {"A": "a"}, "pre-a-b-post"),
-    ("$KEY and $", {"KEY": "abc"}, "$KEY and $"),
-])
+
+@pytest.mark.parametrize(
+    ("value", "environ", "expected"),
+    [
+        ("${KEY}", {"KEY": "abc"}, "abc"),
+        ("${KEY:-dflt}", {}, "dflt"),
+        ("${KEY:-dflt}", {"KEY": "set"}, "set"),
+        ("${KEY:-dflt}", {"KEY": ""}, "dflt"),
+        ("${KEY}", {"KEY": ""}, ""),
+        ("${KEY:-}", {}, ""),
+        ("$${KEY}", {"KEY": "abc"}, "${KEY}"),
+        ("pre-${A}-${B:-b}-post", {"A": "a"}, "pre-a-b-post"),
+        ("$KEY and $", {"KEY": "abc"}, "$KEY and $"),
+    ],
+)
 def test_env_expansion_in_string_scalars(tmp_path, value, environ, expected):
     text = SPEC_EXAMPLE.replace("dsn: ${INDEXER_DSN:-}", f"dsn: '{value}'")
     assert load_config(write(tmp_path, text), environ=environ).database.dsn == expected
 
 
 def test_env_expansion_reaches_nested_lists_and_feeds_typed_fields(tmp_path):
-    text = SPEC_EXAMPLE.replace('"http://127.0.0.1:8545"', '"https://eth.example/v2/${RPC_KEY}"') \
-        .replace("confirmations: 2", "confirmations: ${CONFIRMATIONS:-5}")
+    text = SPEC_EXAMPLE.replace('"http://127.0.0.1:8545"', '"https://eth.example/v2/${RPC_KEY}"').replace(
+        "confirmations: 2", "confirmations: ${CONFIRMATIONS:-5}"
+    )
     chain = load_config(write(tmp_path, text), environ={"RPC_KEY": "k3y"}).chains[0]
     assert chain.rpc == ("https://eth.example/v2/k3y",) and chain.confirmations == 5
 
@@ -240,8 +295,10 @@ def test_malformed_placeholder_is_an_error(tmp_path):
 
 # --- every bad input names its field and the reason ------------------------------------------------
 
+
 def _set(path, value):
     """A mutation that sets data[path...] = value (or deletes it when value is DELETE)."""
+
     def mutate(data):
         node = data
         for part in path[:-1]:
@@ -250,6 +307,7 @@ def _set(path, value):
             del node[path[-1]]
         else:
             node[path[-1]] = value
+
     return mutate
 
 
@@ -257,59 +315,73 @@ DELETE = object()
 C0 = ("chains", 0, "contracts", 0)
 
 
-@pytest.mark.parametrize(("mutate", "expected"), [
-    (_set(("colour",), "red"), "colour: unknown key (allowed: database, http, epochs, validators, chains)"),
-    (_set((*C0, "colour"), "red"), "chains[0].contracts[0].colour: unknown key"),
-    (_set(("chains", 1, "colour"), "red"), "chains[1].colour: unknown key"),
-    (_set(("http", ), {"listen": "x", "tls": True}), "http.tls: unknown key"),
-    (_set(("chains", 0, "confirmations"), "many"), "chains[0].confirmations: input should be a valid integer"),
-    (_set(("chains", 0, "rpc"), "https://rpc.example"), "chains[0].rpc: must be a list"),
-    (_set(("chains", 0, "rpc"), []), "chains[0].rpc: must list at least one entry"),
-    (_set(("chains", 0, "rpc"), ["ftp://rpc.example"]), "chains[0].rpc[0]: not a http/https/ws/wss URL"),
-    (_set(("chains", 0, "chain_id"), 0), "chains[0].chain_id: input should be greater than 0"),
-    (_set(("chains", 0, "poll_interval_seconds"), 0),
-     "chains[0].poll_interval_seconds: input should be greater"),
-    (_set(("chains", 0, "initial_block_range"), 20000), "chains[0].initial_block_range: must not exceed"),
-    (_set(("chains", 0, "name"), "Bad Name"), "chains[0].name: a chain name is lower-case"),
-    (_set(("chains", 1, "name"), "eth"), "chains[1].name: duplicate chain name 'eth'"),
-    (_set(("chains", 0, "kind"), "solana"), "chains[0].kind: unknown kind 'solana'"),
-    (_set(("chains", 0, "kind"), DELETE), "chains[0].kind: required field missing"),
-    (_set(("chains", 0, "contracts"), [evm_contract(), evm_contract(name="b", address=CHECKSUMMED.lower())]),
-     f"chains[0].contracts[1].address: duplicate contract address '{CHECKSUMMED.lower()}'"),
-    (_set(("chains", 0, "contracts"), [evm_contract(), evm_contract(address="0x" + "11" * 20)]),
-     "chains[0].contracts[1].name: duplicate contract name 'klyeth'"),
-    (_set((*C0, "address"), BAD_CHECKSUM), "chains[0].contracts[0].address: bad EIP-55 checksum"),
-    (_set((*C0, "address"), "0x1234"), "chains[0].contracts[0].address: not 0x followed by 40 hex digits"),
-    (_set((*C0, "address"), int(CHECKSUMMED, 16)), "chains[0].contracts[0].address: put the address in quotes"),
-    (_set((*C0, "start_block"), DELETE), "chains[0].contracts[0].start_block: required field missing"),
-    (_set((*C0, "start_block"), -1),
-     "chains[0].contracts[0].start_block: input should be greater than or equal"),
-    (_set((*C0, "version"), DELETE), "chains[0].contracts[0].version: required field missing"),
-    (_set((*C0, "version"), 3), "chains[0].contracts[0].version: input should be 1 or 2"),
-    (_set((*C0, "kind"), "erc1155"),
-     "chains[0].contracts[0].kind: input should be 'native', 'erc20' or 'erc721'"),
-    (_set(C0, evm_contract(kind="erc721", version=2)),
-     "chains[0].contracts[0].version: erc721 contracts exist only in version 1"),
-    (_set((*C0, "decimals"), 78), "chains[0].contracts[0].decimals: input should be less than or equal to 77"),
-    (_set((*C0, "asset"), ""), "chains[0].contracts[0].asset: string should have at least 1 character"),
-    (_set((*C0, "weight"), -1), "chains[0].contracts[0].weight: input should be greater than or equal to 0"),
-    (_set((*C0, "weight"), "lots"), "chains[0].contracts[0].weight: input should be a valid decimal"),
-    (_set(("chains", 1, "contracts", 0, "address"), "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6u"),
-     "chains[1].contracts[0].address: bad base58check checksum"),
-    (_set(("chains", 1, "contracts", 0, "address"), CHECKSUMMED),
-     "chains[1].contracts[0].address: not a TRON address"),
-    (_set(("chains",), []), "chains: must list at least one entry"),
-    (_set(("chains",), DELETE), "chains: required field missing"),
-    (_set(("validators",), [{"id": "v"}, {"id": "v"}]), "validators[1].id: duplicate validator id 'v'"),
-    (_set(("validators",), [{"id": "v", "commission_bps": 10001}]),
-     "validators[0].commission_bps: input should be less"),
-    (_set(("http",), {"listen": "127.0.0.1:70000"}), "http.listen: not host:port with a port in 1-65535"),
-    (_set(("http",), {"listen": "9108"}), "http.listen: not host:port"),
-    (_set(("epochs",), {"genesis": "2026-01-01T00:00:00"}), "epochs.genesis: input should have timezone info"),
-    (_set(("epochs",), {"length_seconds": 0}), "epochs.length_seconds: input should be greater than 0"),
-    (_set(("chains", 0), {"name": "s", "kind": "social", "url": "ftp://feed"}),
-     "chains[0].url: not a http/https URL"),
-])
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (_set(("colour",), "red"), "colour: unknown key (allowed: database, http, epochs, validators, chains)"),
+        (_set((*C0, "colour"), "red"), "chains[0].contracts[0].colour: unknown key"),
+        (_set(("chains", 1, "colour"), "red"), "chains[1].colour: unknown key"),
+        (_set(("http",), {"listen": "x", "tls": True}), "http.tls: unknown key"),
+        (_set(("chains", 0, "confirmations"), "many"), "chains[0].confirmations: input should be a valid integer"),
+        (_set(("chains", 0, "rpc"), "https://rpc.example"), "chains[0].rpc: must be a list"),
+        (_set(("chains", 0, "rpc"), []), "chains[0].rpc: must list at least one entry"),
+        (_set(("chains", 0, "rpc"), ["ftp://rpc.example"]), "chains[0].rpc[0]: not a http/https/ws/wss URL"),
+        (_set(("chains", 0, "chain_id"), 0), "chains[0].chain_id: input should be greater than 0"),
+        (_set(("chains", 0, "poll_interval_seconds"), 0), "chains[0].poll_interval_seconds: input should be greater"),
+        (_set(("chains", 0, "initial_block_range"), 20000), "chains[0].initial_block_range: must not exceed"),
+        (_set(("chains", 0, "name"), "Bad Name"), "chains[0].name: a chain name is lower-case"),
+        (_set(("chains", 1, "name"), "eth"), "chains[1].name: duplicate chain name 'eth'"),
+        (_set(("chains", 0, "kind"), "solana"), "chains[0].kind: unknown kind 'solana'"),
+        (_set(("chains", 0, "kind"), DELETE), "chains[0].kind: required field missing"),
+        (
+            _set(("chains", 0, "contracts"), [evm_contract(), evm_contract(name="b", address=CHECKSUMMED.lower())]),
+            f"chains[0].contracts[1].address: duplicate contract address '{CHECKSUMMED.lower()}'",
+        ),
+        (
+            _set(("chains", 0, "contracts"), [evm_contract(), evm_contract(address="0x" + "11" * 20)]),
+            "chains[0].contracts[1].name: duplicate contract name 'klyeth'",
+        ),
+        (_set((*C0, "address"), BAD_CHECKSUM), "chains[0].contracts[0].address: bad EIP-55 checksum"),
+        (_set((*C0, "address"), "0x1234"), "chains[0].contracts[0].address: not 0x followed by 40 hex digits"),
+        (_set((*C0, "address"), int(CHECKSUMMED, 16)), "chains[0].contracts[0].address: put the address in quotes"),
+        (_set((*C0, "start_block"), DELETE), "chains[0].contracts[0].start_block: required field missing"),
+        (_set((*C0, "start_block"), -1), "chains[0].contracts[0].start_block: input should be greater than or equal"),
+        (_set((*C0, "version"), DELETE), "chains[0].contracts[0].version: required field missing"),
+        (_set((*C0, "version"), 3), "chains[0].contracts[0].version: input should be 1 or 2"),
+        (_set((*C0, "kind"), "erc1155"), "chains[0].contracts[0].kind: input should be 'native', 'erc20' or 'erc721'"),
+        (
+            _set(C0, evm_contract(kind="erc721", version=2)),
+            "chains[0].contracts[0].version: erc721 contracts exist only in version 1",
+        ),
+        (_set((*C0, "decimals"), 78), "chains[0].contracts[0].decimals: input should be less than or equal to 77"),
+        (_set((*C0, "asset"), ""), "chains[0].contracts[0].asset: string should have at least 1 character"),
+        (_set((*C0, "weight"), -1), "chains[0].contracts[0].weight: input should be greater than or equal to 0"),
+        (_set((*C0, "weight"), "lots"), "chains[0].contracts[0].weight: input should be a valid decimal"),
+        (
+            _set(("chains", 1, "contracts", 0, "address"), "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6u"),
+            "chains[1].contracts[0].address: bad base58check checksum",
+        ),
+        (
+            _set(("chains", 1, "contracts", 0, "address"), CHECKSUMMED),
+            "chains[1].contracts[0].address: not a TRON address",
+        ),
+        (_set(("chains",), []), "chains: must list at least one entry"),
+        (_set(("chains",), DELETE), "chains: required field missing"),
+        (_set(("validators",), [{"id": "v"}, {"id": "v"}]), "validators[1].id: duplicate validator id 'v'"),
+        (
+            _set(("validators",), [{"id": "v", "commission_bps": 10001}]),
+            "validators[0].commission_bps: input should be less",
+        ),
+        (_set(("http",), {"listen": "127.0.0.1:70000"}), "http.listen: not host:port with a port in 1-65535"),
+        (_set(("http",), {"listen": "9108"}), "http.listen: not host:port"),
+        (_set(("epochs",), {"genesis": "2026-01-01T00:00:00"}), "epochs.genesis: input should have timezone info"),
+        (_set(("epochs",), {"length_seconds": 0}), "epochs.length_seconds: input should be greater than 0"),
+        (
+            _set(("chains", 0), {"name": "s", "kind": "social", "url": "ftp://feed"}),
+            "chains[0].url: not a http/https URL",
+        ),
+    ],
+)
 def test_bad_input_names_the_field_and_the_reason(mutate, expected):
     data = copy.deepcopy(base())
     mutate(data)
@@ -385,17 +457,21 @@ def test_load_errors_name_the_file(tmp_path):
 
 # --- secrets ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("url", "expected"), [
-    ("https://user:pass@rpc.example:8443/path", "https://***@rpc.example:8443/path"),
-    ("https://rpc.example/?apikey=abc&chain=1", "https://rpc.example/?apikey=***&chain=***"),
-    ("https://eth-mainnet.g.alchemy.com/v2/Xy9kQ2abcDEF_ghiJKL-mn0p", "https://eth-mainnet.g.alchemy.com/v2/***"),
-    ("wss://mainnet.infura.io/ws/v3/9aa3d95b3bc440fa88ea12eaa4456161", "wss://mainnet.infura.io/ws/v3/***"),
-    ("http://127.0.0.1:8545", "http://127.0.0.1:8545"),
-    ("https://api.trongrid.io/wallet/getnowblock", "https://api.trongrid.io/wallet/getnowblock"),
-    ("https://rpc.example/averyveryverylongpathsegment", "https://rpc.example/averyveryverylongpathsegment"),
-    ("postgresql://indexer:s3cret@db:5432/indexer", "postgresql://***@db:5432/indexer"),
-    ("host=db user=indexer password=s3cret", "host=db user=indexer password=***"),
-])
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://user:pass@rpc.example:8443/path", "https://***@rpc.example:8443/path"),
+        ("https://rpc.example/?apikey=abc&chain=1", "https://rpc.example/?apikey=***&chain=***"),
+        ("https://eth-mainnet.g.alchemy.com/v2/Xy9kQ2abcDEF_ghiJKL-mn0p", "https://eth-mainnet.g.alchemy.com/v2/***"),
+        ("wss://mainnet.infura.io/ws/v3/9aa3d95b3bc440fa88ea12eaa4456161", "wss://mainnet.infura.io/ws/v3/***"),
+        ("http://127.0.0.1:8545", "http://127.0.0.1:8545"),
+        ("https://api.trongrid.io/wallet/getnowblock", "https://api.trongrid.io/wallet/getnowblock"),
+        ("https://rpc.example/averyveryverylongpathsegment", "https://rpc.example/averyveryverylongpathsegment"),
+        ("postgresql://indexer:s3cret@db:5432/indexer", "postgresql://***@db:5432/indexer"),
+        ("host=db user=indexer password=s3cret", "host=db user=indexer password=***"),
+    ],
+)
 def test_redact_url_hides_credentials_and_keeps_scheme_host_port(url, expected):
     assert redact_url(url) == expected
 
@@ -413,6 +489,7 @@ def test_repr_and_redacted_never_show_the_api_key_or_rpc_keys():
 
 
 # --- base58check and TRON addresses ----------------------------------------------------------------
+
 
 @pytest.mark.parametrize(("b58", "hex_"), [TRON_DOCS, TRON_USDT])
 def test_tron_base58check_published_vectors_both_ways(b58, hex_):

@@ -52,8 +52,12 @@ def test_refusal_uses_suggestion_then_halves_and_learns_named_ceiling():
     assert (limited.size, limited.ceiling) == (5000, 5000)
 
 
-@given(size=st.integers(1, 10**6), ceiling=st.integers(1, 10**6), logs=st.integers(0, 10**6),
-       message=st.sampled_from(PROVIDER_MESSAGES))  # fmt: skip
+@given(
+    size=st.integers(1, 10**6),
+    ceiling=st.integers(1, 10**6),
+    logs=st.integers(0, 10**6),
+    message=st.sampled_from(PROVIDER_MESSAGES),
+)
 def test_range_stays_between_one_and_ceiling(size, ceiling, logs, message):
     r = LogRange(size=min(size, ceiling), ceiling=ceiling, target_logs=1000)
     for nxt in (r.grown(logs), r.refused(message, 0)):

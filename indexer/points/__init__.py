@@ -1,0 +1,1 @@
+"""Points programs computed from stake and activity (pure)."""
