@@ -57,6 +57,20 @@ CREATE TABLE IF NOT EXISTS recent_blocks (
     PRIMARY KEY (chain, block_number)
 );
 
+-- Owned by the chain watchers: every reorg repaired, for operators and for the
+-- projector (a reorg below its watermark means reprojecting from `ancestor_block`).
+CREATE TABLE IF NOT EXISTS reorgs (
+    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    chain          text        NOT NULL,
+    detected_at    timestamptz NOT NULL DEFAULT now(),
+    ancestor_block bigint      NOT NULL,  -- last block both branches share
+    ancestor_hash  text        NOT NULL,
+    orphaned_block bigint      NOT NULL,  -- the indexed tip that was orphaned
+    orphaned_hash  text        NOT NULL,
+    depth          integer     NOT NULL,
+    events_removed integer     NOT NULL
+);
+
 -- Owned by the chain watchers: names of `string indexed` pools by keccak256,
 -- learnt from calldata, traces or the configured validator ids.
 CREATE TABLE IF NOT EXISTS pool_names (
@@ -76,3 +90,10 @@ SELECT c.chain,
        (SELECT count(*) FROM events e
          WHERE e.chain = c.chain AND e.pool IS NULL AND e.pool_hash IS NOT NULL) AS unresolved_pools
   FROM chain_cursors c;
+
+-- Dashboards: events above their chain's confirmed height (they may still be orphaned).
+CREATE OR REPLACE VIEW v_pending_events AS
+SELECT e.*
+  FROM events e
+  JOIN chain_cursors c ON c.chain = e.chain
+ WHERE e.block_number > c.confirmed_block;

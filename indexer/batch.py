@@ -31,6 +31,7 @@ class Batch:
     events: tuple[Event, ...] = ()
     blocks: tuple[BlockRef, ...] = ()  # hashes seen in the range (blocks with logs, the range end)
     pool_names: Mapping[str, str] = field(default_factory=dict)  # keccak256(name) -> name, newly learnt
+    parent_hash: str | None = None  # hash of block first_block - 1 as the node saw it, when known
 
 
 def split_at_blocks(

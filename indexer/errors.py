@@ -28,9 +28,17 @@ class RangeTooLargeError(RetryableError):
     """The node refused a log range as too large: the source retries with a smaller range."""
 
 
+class ReorgDetected(RetryableError):
+    """The chain reorganized under the indexer: it rewinds to the common ancestor and indexes the new branch."""
+
+
 class FatalError(IndexerError):
     """The indexer cannot continue safely (broken invariant, reorg past finality): investigate before restarting."""
 
 
 class DecodeError(FatalError):
     """A log from a configured contract does not match its declared ABI: check the contract's kind and version."""
+
+
+class ReorgTooDeep(FatalError):
+    """A reorg reached below the retained block hashes: the event log may hold orphaned events; re-index the chain."""

@@ -16,10 +16,10 @@ from typing import Any, Protocol
 import asyncpg
 import structlog
 
-from indexer.batch import Batch
-from indexer.errors import RetryableError
-from indexer.store.cursors import load_cursor, record_head
-from indexer.store.events import write_batch
+from indexer.batch import Batch, BlockRef
+from indexer.errors import ReorgDetected, ReorgTooDeep, RetryableError
+from indexer.store.cursors import load_cursor, load_recent_blocks, record_head
+from indexer.store.events import rewind, write_batch
 
 log = structlog.get_logger(__name__)
 
@@ -37,9 +37,11 @@ class Source(Protocol):
 
     name: str
 
-    async def head(self) -> int: ...
+    async def poll(self, cursor: int | None) -> tuple[int, BlockRef | None]: ...
 
-    async def fetch_logs(self, start: int, last_allowed: int) -> Fetched: ...
+    async def blocks(self, numbers: list[int]) -> dict[int, BlockRef]: ...
+
+    async def fetch_logs(self, start: int, last_allowed: int, headers_from: int | None = None) -> Fetched: ...
 
     def batches(self, fetched: Fetched) -> AsyncIterator[Batch]: ...
 
@@ -63,7 +65,10 @@ class Watcher:
         backoff = self.chain.poll_interval_seconds
         while not stop.is_set():
             try:
-                await self.catch_up(stop)
+                await self.catch_up(stop, follow_head=not once)
+            except ReorgDetected as exc:  # found while writing: repair on the next pass, at once
+                self.log.warning("reorg_detected", reason=str(exc))
+                continue
             except (RetryableError, ExceptionGroup) as exc:
                 retryable = _retryable(exc)
                 if once or retryable is None:
@@ -77,30 +82,69 @@ class Watcher:
                 return
             await _sleep_unless(stop, self.chain.poll_interval_seconds)
 
-    async def catch_up(self, stop: asyncio.Event) -> int:
-        """Index every block up to the current confirmed head; returns the number of new events."""
-        head = await self.source.head()
-        confirmed = head - self.chain.confirmations
+    async def catch_up(self, stop: asyncio.Event, *, follow_head: bool = False) -> int:
+        """Index every block up to the confirmed head (or the head itself); returns the number of new events.
+
+        Blocks above the confirmed height are stored too when following the head; the
+        views tell them apart. Before anything else the cursor's block is checked against
+        the node: if the chain reorganized under it, the indexer rewinds first.
+        """
         cursor = await load_cursor(self.pool, self.chain.name)
+        head, canonical = await self.source.poll(cursor.number if cursor else None)
+        if cursor is not None and (canonical is None or canonical.hash != cursor.hash):
+            if canonical is None and head >= cursor.number:
+                raise RetryableError(f"chain {self.chain.name}: the node has no block {cursor.number} (lagging node?)")
+            cursor = await self.repair_reorg(cursor)
+        confirmed = head - self.chain.confirmations
+        target = head if follow_head else confirmed
         start = cursor.number + 1 if cursor else self.start_block
-        if start > confirmed:
+        if start > target:
             if cursor is not None:
                 await record_head(self.pool, self.chain.name, head, confirmed)
             return 0
         fetched: asyncio.Queue[Any] = asyncio.Queue(maxsize=1)
         decoded: asyncio.Queue[Any] = asyncio.Queue(maxsize=2)
         written_before = self.events_written
+        headers_from = head - self.keep_blocks + 1
         async with asyncio.TaskGroup() as group:
-            fetcher = group.create_task(self._fetch(start, confirmed, stop, fetched))
+            fetcher = group.create_task(self._fetch(start, target, headers_from, stop, fetched))
             decoder = group.create_task(self._decode(fetched, decoded))
             await self._write(decoded, head, confirmed, stop, start)
             fetcher.cancel()  # after a stop: nothing more is wanted
             decoder.cancel()
         return self.events_written - written_before
 
-    async def _fetch(self, start: int, confirmed: int, stop: asyncio.Event, out: asyncio.Queue[Any]) -> None:
-        while start <= confirmed and not stop.is_set():
-            fetched = await self.source.fetch_logs(start, confirmed)
+    async def repair_reorg(self, cursor: BlockRef) -> BlockRef:
+        """Rewind to the newest remembered block the node still has; returns the new cursor."""
+        remembered = await load_recent_blocks(self.pool, self.chain.name)
+        canonical = await self.source.blocks([b.number for b in remembered])
+        ancestor = next(
+            (canonical[b.number] for b in remembered if b.number in canonical and canonical[b.number].hash == b.hash),
+            None,
+        )
+        if ancestor is None:
+            oldest = remembered[-1].number if remembered else cursor.number
+            self.log.error("reorg_too_deep", block=cursor.number, oldest_remembered=oldest)
+            raise ReorgTooDeep(
+                f"chain {self.chain.name}: the chain reorganized below block {oldest}, the oldest block hash kept "
+                f"(window {self.keep_blocks} blocks); the event log may hold orphaned events: re-index this chain"
+            )
+        async with self.pool.acquire() as conn:
+            removed = await rewind(conn, self.chain.name, ancestor, cursor)
+        self.log.warning(
+            "reorg_repaired",
+            block=cursor.number,
+            ancestor=ancestor.number,
+            depth=cursor.number - ancestor.number,
+            events_removed=removed,
+        )
+        return ancestor
+
+    async def _fetch(
+        self, start: int, target: int, headers_from: int, stop: asyncio.Event, out: asyncio.Queue[Any]
+    ) -> None:
+        while start <= target and not stop.is_set():
+            fetched = await self.source.fetch_logs(start, target, headers_from)
             await out.put(fetched)
             start = fetched.last.number + 1
         await out.put(_DONE)

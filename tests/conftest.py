@@ -20,7 +20,7 @@ import pytest
 from indexer.store.database import apply_schema, create_pool
 
 ROOT = Path(__file__).resolve().parents[1]
-TABLES = ("events", "chain_cursors", "recent_blocks", "pool_names")
+TABLES = ("events", "chain_cursors", "recent_blocks", "pool_names", "reorgs")
 
 
 def _local_server_answers() -> bool:

@@ -48,6 +48,7 @@ class FetchedLogs:
     first_block: int
     last: BlockRef
     logs: list[RpcLog]
+    headers: dict[int, BlockRef]  # blocks whose headers came with the logs
 
 
 class EvmSource:
@@ -70,27 +71,49 @@ class EvmSource:
         self.use_call_tracer: bool = chain.use_call_tracer
         self.log = log.bind(chain=chain.name)
 
-    async def head(self) -> int:
-        """The node's latest block number."""
-        return _hex_int(await self.rpc.request("eth_blockNumber", []), "eth_blockNumber")
+    async def poll(self, cursor: int | None) -> tuple[int, BlockRef | None]:
+        """The node's head and its block at height `cursor` (to check the cursor is still canonical), in one request."""
+        calls: list[tuple[str, list[Any]]] = [("eth_blockNumber", [])]
+        if cursor is not None:
+            calls.append(("eth_getBlockByNumber", [hex(cursor), False]))
+        answers = await self.rpc.batch(calls)
+        if isinstance(answers[0], JsonRpcError):
+            raise RpcError(f"chain {self.name}: eth_blockNumber failed: {answers[0].message}")
+        head = _hex_int(answers[0], "eth_blockNumber")
+        if cursor is None:
+            return head, None
+        header = answers[1]
+        if isinstance(header, JsonRpcError) or header is None:
+            return head, None  # the block is gone (the chain got shorter) or the node lags: not canonical
+        return head, _checked(block_ref, header)
 
-    async def block(self, number: int) -> BlockRef:
-        """The node's canonical block at `number`."""
-        header = await self.rpc.request("eth_getBlockByNumber", [hex(number), False])
-        if header is None:
-            raise RetryableError(f"chain {self.name}: the node has no block {number} yet")
-        return _checked(block_ref, header)
+    async def blocks(self, numbers: list[int]) -> dict[int, BlockRef]:
+        """The node's canonical blocks at these heights (absent where it has none), batched."""
+        chunks = [numbers[i : i + HEADER_BATCH] for i in range(0, len(numbers), HEADER_BATCH)]
+        answers = await asyncio.gather(
+            *(self.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in chunk]) for chunk in chunks)
+        )
+        found: dict[int, BlockRef] = {}
+        for chunk, headers in zip(chunks, answers, strict=True):
+            for number, header in zip(chunk, headers, strict=True):
+                if isinstance(header, dict):
+                    found[number] = _checked(block_ref, header)
+        return found
 
-    async def fetch_logs(self, start: int, last_allowed: int) -> FetchedLogs:
-        """The configured contracts' logs of blocks `start..end`, `end <= last_allowed` as far as the range reaches."""
+    async def fetch_logs(self, start: int, last_allowed: int, headers_from: int | None = None) -> FetchedLogs:
+        """The configured contracts' logs of blocks `start..end`, `end <= last_allowed` as far as the range reaches.
+
+        Blocks at or above `headers_from` (the unconfirmed zone) come with their headers, in the
+        same request, so that every block there is remembered and its parent hash checked.
+        """
         while True:
             end = min(start + self.range.size - 1, last_allowed)
-            logs, header = await self.rpc.batch(
-                [
-                    ("eth_getLogs", [{"fromBlock": hex(start), "toBlock": hex(end), "address": self.addresses}]),
-                    ("eth_getBlockByNumber", [hex(end), False]),
-                ]
+            first_header = end if headers_from is None else max(start, min(headers_from, end))
+            answers = await self.rpc.batch(
+                [("eth_getLogs", [{"fromBlock": hex(start), "toBlock": hex(end), "address": self.addresses}])]
+                + [("eth_getBlockByNumber", [hex(n), False]) for n in range(first_header, end + 1)]
             )
+            logs, headers = answers[0], answers[1:]
             if isinstance(logs, JsonRpcError):
                 if is_range_too_large(logs.message) and end > start:
                     self.range = self.range.refused(logs.message, start)
@@ -98,15 +121,18 @@ class EvmSource:
                     continue
                 raise RpcError(f"chain {self.name}: eth_getLogs {start}-{end} failed: {logs.message}")
             break
-        if isinstance(header, JsonRpcError) or header is None:
-            raise RetryableError(f"chain {self.name}: the node has no block {end} yet (lagging node?)")
-        last = _checked(block_ref, header)
+        if any(isinstance(h, JsonRpcError) or h is None for h in headers):
+            raise RetryableError(f"chain {self.name}: the node lacks a block of {first_header}-{end} (lagging node?)")
+        known = {ref.number: ref for ref in (_checked(block_ref, h) for h in headers)}
+        for number in range(first_header + 1, end + 1):
+            if known[number].parent_hash != known[number - 1].hash:
+                raise RetryableError(f"chain {self.name}: blocks {number - 1} and {number} do not link (reorg)")
         if not isinstance(logs, list) or not all(isinstance(item, dict) for item in logs):
             raise RetryableError(f"chain {self.name}: eth_getLogs answered something other than a list of logs")
         self.range = self.range.grown(len(logs))
         ours = [item for item in logs if not item.get("removed") and self._follows(item, start)]
         ours.sort(key=_log_position)  # nodes answer in order; a block must never straddle two batches
-        return FetchedLogs(start, last, ours)
+        return FetchedLogs(start, known[end], ours, known)
 
     async def batches(self, fetched: FetchedLogs) -> AsyncIterator[Batch]:
         """The fetched range as batches of about `target_logs_per_request` logs, split at block boundaries.
@@ -114,7 +140,7 @@ class EvmSource:
         Chunks are decoded one at a time, so the first can be written while the next is decoded.
         """
         logs, last = fetched.logs, fetched.last
-        blocks = await self._blocks_of(logs, last)
+        blocks = await self._blocks_of(logs, fetched.headers)
         learnt = await self._learn_pool_names(logs)
         times = {number: block.time for number, block in blocks.items()}
         first = fetched.first_block
@@ -133,6 +159,7 @@ class EvmSource:
                 events=events,
                 blocks=tuple(b for n, b in blocks.items() if first <= n <= chunk_end),
                 pool_names=learnt if first == fetched.first_block else {},
+                parent_hash=blocks[first].parent_hash if first in blocks else None,
             )
             first = chunk_end + 1
             await asyncio.sleep(0)  # let the writer send what it has while the next chunk decodes
@@ -144,19 +171,14 @@ class EvmSource:
             return False
         return contract.start_block <= start or _checked(log_block_number, log) >= contract.start_block
 
-    async def _blocks_of(self, logs: list[RpcLog], last: BlockRef) -> dict[int, BlockRef]:
+    async def _blocks_of(self, logs: list[RpcLog], headers: dict[int, BlockRef]) -> dict[int, BlockRef]:
         """Headers of the blocks holding logs, fetched (batched) only where the logs lack `blockTimestamp`."""
-        blocks = {last.number: last}
+        blocks = dict(headers)
         missing = sorted({log_block_number(log) for log in logs if not log.get("blockTimestamp")} - blocks.keys())
-        chunks = [missing[i : i + HEADER_BATCH] for i in range(0, len(missing), HEADER_BATCH)]
-        answers = await asyncio.gather(
-            *(self.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in chunk]) for chunk in chunks)
-        )
-        for chunk, headers in zip(chunks, answers, strict=True):
-            for number, header in zip(chunk, headers, strict=True):
-                if header is None or isinstance(header, JsonRpcError):
-                    raise RetryableError(f"chain {self.name}: the node has no block {number} (lagging node?)")
-                blocks[number] = _checked(block_ref, header)
+        fetched = await self.blocks(missing)
+        if len(fetched) != len(missing):
+            raise RetryableError(f"chain {self.name}: the node lacks blocks holding logs (lagging node?)")
+        blocks |= fetched
         for log in logs:
             number = log_block_number(log)
             known = blocks.get(number)

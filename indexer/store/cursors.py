@@ -37,3 +37,13 @@ async def load_pool_names(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, 
     """Every pool name learnt so far, by keccak256."""
     rows = await conn.fetch("SELECT pool_hash, name FROM pool_names")
     return {r["pool_hash"]: r["name"] for r in rows}
+
+
+async def load_recent_blocks(conn: asyncpg.Connection | asyncpg.Pool, chain: str) -> list[BlockRef]:
+    """The remembered block hashes of `chain`, newest first."""
+    rows = await conn.fetch(
+        """SELECT block_number, block_hash, parent_hash FROM recent_blocks
+            WHERE chain = $1 ORDER BY block_number DESC""",
+        chain,
+    )
+    return [BlockRef(r["block_number"], r["block_hash"], r["parent_hash"], 0) for r in rows]

@@ -7,8 +7,8 @@ from typing import Any
 
 import asyncpg
 
-from indexer.batch import Batch
-from indexer.errors import FatalError
+from indexer.batch import Batch, BlockRef
+from indexer.errors import FatalError, ReorgDetected
 from indexer.events import Event
 
 EVENT_COLUMNS = (
@@ -105,7 +105,7 @@ WITH moved AS (
         block_number = EXCLUDED.block_number, block_hash = EXCLUDED.block_hash,
         block_time = EXCLUDED.block_time, head_block = EXCLUDED.head_block,
         confirmed_block = EXCLUDED.confirmed_block, updated_at = now()
-    WHERE c.block_number = $8
+    WHERE c.block_number = $8 AND ($13::text IS NULL OR c.block_hash = $13)
     RETURNING 1
 ), inserted AS (
     INSERT INTO events ({_COLUMN_LIST})
@@ -175,10 +175,56 @@ async def write_batch(
             [b.hash for b in blocks],
             [b.parent_hash for b in blocks],
             oldest_kept,
+            batch.parent_hash,
         )
         if row["moved"] != 1:
-            raise FatalError(
-                f"chain {batch.chain}: the cursor is no longer at block {batch.first_block - 1}; "
-                "another process is indexing this chain, or the database was changed by hand"
-            )
+            await _refuse(conn, batch)
     return row["inserted"]
+
+
+async def _refuse(conn: asyncpg.Connection, batch: Batch) -> None:
+    """Explain why the cursor did not move: the chain reorganized, or someone else moved it."""
+    cursor = await conn.fetchrow("SELECT block_number, block_hash FROM chain_cursors WHERE chain = $1", batch.chain)
+    if cursor is not None and cursor["block_number"] == batch.first_block - 1:
+        raise ReorgDetected(
+            f"chain {batch.chain}: block {batch.first_block} does not follow the indexed block "
+            f"{cursor['block_number']} ({cursor['block_hash']} != parent {batch.parent_hash})"
+        )
+    raise FatalError(
+        f"chain {batch.chain}: the cursor is no longer at block {batch.first_block - 1}; "
+        "another process is indexing this chain, or the database was changed by hand"
+    )
+
+
+async def rewind(conn: asyncpg.Connection, chain: str, ancestor: BlockRef, orphaned_tip: BlockRef) -> int:
+    """Undo everything above `ancestor` (the last block both branches share), atomically; returns events removed."""
+    async with conn.transaction():
+        removed = await conn.fetchval(
+            """WITH gone AS (DELETE FROM events WHERE chain = $1 AND block_number > $2 RETURNING 1)
+               SELECT count(*) FROM gone""",
+            chain,
+            ancestor.number,
+        )
+        await conn.execute("DELETE FROM recent_blocks WHERE chain = $1 AND block_number > $2", chain, ancestor.number)
+        await conn.execute(
+            """UPDATE chain_cursors SET block_number = $2, block_hash = $3, block_time = to_timestamp($4),
+                      updated_at = now()
+                WHERE chain = $1""",
+            chain,
+            ancestor.number,
+            ancestor.hash,
+            ancestor.time,
+        )
+        await conn.execute(
+            """INSERT INTO reorgs (chain, ancestor_block, ancestor_hash, orphaned_block, orphaned_hash, depth,
+                                   events_removed)
+               VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+            chain,
+            ancestor.number,
+            ancestor.hash,
+            orphaned_tip.number,
+            orphaned_tip.hash,
+            orphaned_tip.number - ancestor.number,
+            removed,
+        )
+    return removed
