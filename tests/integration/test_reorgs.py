@@ -1,0 +1,165 @@
+"""Following the head through reorgs on a real anvil: the event log always equals a fresh index of the final chain."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from eth_account import Account
+
+from indexer.config import parse_config
+from indexer.errors import ReorgTooDeep
+from indexer.service import build_source
+from indexer.watcher import Watcher
+from tests.integration.conftest import chain_config
+
+ETHER = 10**18
+POOL = "0x" + "a1" * 20
+CONFIRMATIONS = 2
+EVENT_LOG = """SELECT block_number, block_hash, tx_hash, log_index, event_type, staker, counterparty, pool, amount
+                 FROM events WHERE chain = $1 ORDER BY block_number, log_index"""
+# anvil's default dev accounts come from this well-known test mnemonic.
+ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
+Account.enable_unaudited_hdwallet_features()
+
+
+def config_for(deployment, url: str, name: str, **overrides):
+    settings = {"confirmations": CONFIRMATIONS} | overrides
+    document = {"chains": [chain_config(deployment, [url], name=name, **settings)]}
+    return parse_config(document).chains[0]
+
+
+@contextlib.asynccontextmanager
+async def following(db, chain) -> AsyncIterator[tuple[Watcher, asyncio.Task]]:
+    """A watcher following the head in the background."""
+    source = build_source(chain, {})
+    watcher = Watcher(source, chain, db)
+    stop = asyncio.Event()
+    task = asyncio.create_task(watcher.run(stop, once=False))
+    try:
+        yield watcher, task
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 10)
+        await source.close()
+
+
+async def until(predicate, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+async def indexed_tip_is(db, driver, chain: str = "local") -> bool:
+    head = await driver.w3.eth.get_block("latest")
+    row = await db.fetchrow("SELECT block_number, block_hash FROM chain_cursors WHERE chain = $1", chain)
+    return row is not None and (row["block_number"], row["block_hash"]) == (head["number"], head["hash"].to_0x_hex())
+
+
+async def fresh_index_equals(db, deployment, anvil, driver) -> None:
+    """Index the final chain from scratch under another name and compare the two logs."""
+    chain = config_for(deployment, anvil.url, "fresh", confirmations=0)
+    source = build_source(chain, {})
+    await Watcher(source, chain, db).run(asyncio.Event(), once=True)
+    await source.close()
+    followed, fresh = await db.fetch(EVENT_LOG, "local"), await db.fetch(EVENT_LOG, "fresh")
+    assert [tuple(r) for r in followed] == [tuple(r) for r in fresh]
+    for number, block_hash in {(r["block_number"], r["block_hash"]) for r in followed}:  # nothing orphaned remains
+        assert (await driver.w3.eth.get_block(number))["hash"].to_0x_hex() == block_hash
+
+
+@pytest.mark.parametrize("depth", [1, 3, CONFIRMATIONS + 2])
+async def test_anvil_reorg_while_following_leaves_the_log_of_the_final_chain(db, driver, deployment, anvil, depth):
+    a, b = driver.accounts[1], driver.accounts[2]
+    chain = config_for(deployment, anvil.url, "local")
+    async with following(db, chain) as (_, task):
+        for i in range(depth + 2):  # the last `depth` blocks, each with a stake, will be replaced
+            await driver.stake("native_v1", a if i % 2 else b, POOL, (i + 1) * ETHER)
+        await until(lambda: indexed_tip_is(db, driver))
+        before = await db.fetchval("SELECT count(*) FROM events WHERE chain = 'local'")
+        await driver.rpc("anvil_reorg", [depth, []])
+        await until(lambda: indexed_tip_is(db, driver))
+        assert not task.done()
+    reorg = await db.fetchrow("SELECT depth, events_removed FROM reorgs WHERE chain = 'local'")
+    assert (reorg["depth"], reorg["events_removed"]) == (depth, 2 * depth)  # each replaced block held 2 events
+    assert await db.fetchval("SELECT count(*) FROM events WHERE chain = 'local'") == before - 2 * depth
+    await fresh_index_equals(db, deployment, anvil, driver)
+
+
+async def test_orphaned_transaction_disappears_and_reincluded_one_appears_once_in_its_new_block(
+    db, driver, deployment, anvil
+):
+    w3 = driver.w3
+    signer = Account.from_mnemonic(ANVIL_MNEMONIC, account_path="m/44'/60'/0'/0/3")
+    assert signer.address == driver.accounts[3]
+    staking = driver.contract("native_v1")
+    chain = config_for(deployment, anvil.url, "local")
+    async with following(db, chain):
+        await driver.stake("native_v1", driver.accounts[1], POOL, ETHER)
+        await until(lambda: indexed_tip_is(db, driver))
+        snapshot = await driver.rpc("evm_snapshot", [])
+        orphan = await driver.stake("native_v1", driver.accounts[2], POOL, 2 * ETHER)
+        call = staking.functions.stake(w3.to_checksum_address(POOL))
+        tx = await call.build_transaction(
+            {
+                "from": signer.address,
+                "value": 3 * ETHER,
+                "nonce": await w3.eth.get_transaction_count(signer.address),
+                "gas": 200_000,
+                "maxFeePerGas": 10**10,
+                "maxPriorityFeePerGas": 10**9,
+            }
+        )
+        raw = signer.sign_transaction(tx).raw_transaction
+        moved = await w3.eth.wait_for_transaction_receipt(await w3.eth.send_raw_transaction(raw))
+        await until(lambda: indexed_tip_is(db, driver))
+        assert (
+            await db.fetchval("SELECT count(*) FROM events WHERE tx_hash = $1", orphan["transactionHash"].to_0x_hex())
+            == 2
+        )
+
+        assert await driver.rpc("evm_revert", [snapshot]) is True
+        await driver.mine(2)  # the re-included transaction lands one block later than before
+        again = await w3.eth.wait_for_transaction_receipt(await w3.eth.send_raw_transaction(raw))
+        await driver.mine(1)
+        await until(lambda: indexed_tip_is(db, driver))
+
+    assert again["transactionHash"] == moved["transactionHash"]
+    assert again["blockNumber"] == moved["blockNumber"] + 1
+    assert (
+        await db.fetchval("SELECT count(*) FROM events WHERE tx_hash = $1", orphan["transactionHash"].to_0x_hex()) == 0
+    )
+    rows = await db.fetch(
+        "SELECT block_number, block_hash FROM events WHERE tx_hash = $1", again["transactionHash"].to_0x_hex()
+    )
+    assert [(r["block_number"], r["block_hash"]) for r in rows] == [
+        (again["blockNumber"], again["blockHash"].to_0x_hex())
+    ] * 2
+    await fresh_index_equals(db, deployment, anvil, driver)
+
+
+async def test_reorg_deeper_than_the_kept_window_is_fatal_and_changes_nothing(db, driver, deployment, anvil):
+    chain = config_for(deployment, anvil.url, "local")
+    snapshot = await driver.rpc("evm_snapshot", [])
+    await driver.stake("native_v1", driver.accounts[1], POOL, ETHER)
+    await driver.mine(70)  # more than the 64 block hashes kept
+    source = build_source(chain, {})
+    watcher = Watcher(source, chain, db)
+    await watcher.run(asyncio.Event(), once=True)
+    events, cursor = await db.fetchval("SELECT count(*) FROM events"), await db.fetchrow("SELECT * FROM chain_cursors")
+    assert events == 2 and watcher.keep_blocks == 64
+
+    assert await driver.rpc("evm_revert", [snapshot]) is True
+    await driver.mine(80)  # a different, longer branch from below the window
+    with pytest.raises(ReorgTooDeep, match="reorganized below block"):
+        await watcher.run(asyncio.Event(), once=True)
+    await source.close()
+    assert await db.fetchval("SELECT count(*) FROM events") == events
+    assert await db.fetchrow("SELECT * FROM chain_cursors") == cursor
