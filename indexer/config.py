@@ -262,6 +262,7 @@ class _NodeChain(_Model):
     target_logs_per_request: Annotated[int, Field(ge=1)] = 10_000  # the range grows while answers hold fewer
     request_timeout_seconds: Seconds = 30.0
     use_call_tracer: bool = True
+    verify_log_blocks: bool = True  # check every log's block hash against the node's header at that height
     contracts: tuple[Contract, ...]
     _by_address: dict[str, Contract] = PrivateAttr(default_factory=dict)
 

@@ -17,13 +17,14 @@ import asyncpg
 import structlog
 
 from indexer.batch import Batch, BlockRef
-from indexer.errors import ReorgDetected, ReorgTooDeep, RetryableError
+from indexer.errors import ReorgDetected, ReorgTooDeep, RetryableError, RpcError
 from indexer.store.cursors import load_cursor, load_recent_blocks, record_head
 from indexer.store.events import rewind, write_batch
 
 log = structlog.get_logger(__name__)
 
 _DONE = object()
+ONCE_ATTEMPTS = 5  # `run --once` tries this often when a node gives bad answers (stale, lagging)
 
 
 class Fetched(Protocol):
@@ -63,6 +64,7 @@ class Watcher:
     async def run(self, stop: asyncio.Event, *, once: bool) -> None:
         """Index to the confirmed head; with `once` return then, else keep following until `stop` is set."""
         backoff = self.chain.poll_interval_seconds
+        failures = 0
         while not stop.is_set():
             try:
                 await self.catch_up(stop, follow_head=not once)
@@ -71,12 +73,15 @@ class Watcher:
                 continue
             except (RetryableError, ExceptionGroup) as exc:
                 retryable = _retryable(exc)
-                if once or retryable is None:
+                failures += 1
+                # `--once` gives up at once when every RPC URL failed, and after a few tries on bad answers
+                if retryable is None or (once and (isinstance(retryable, RpcError) or failures >= ONCE_ATTEMPTS)):
                     raise retryable or exc from None
                 self.log.warning("retrying", error=str(retryable), in_seconds=round(backoff, 2))
                 await _sleep_unless(stop, backoff)
                 backoff = min(backoff * 2, 60.0)
                 continue
+            failures = 0
             backoff = self.chain.poll_interval_seconds
             if once:
                 return

@@ -69,6 +69,7 @@ class EvmSource:
             target_logs=chain.target_logs_per_request,
         )
         self.use_call_tracer: bool = chain.use_call_tracer
+        self.verify_log_blocks: bool = chain.verify_log_blocks
         self.log = log.bind(chain=chain.name)
 
     async def poll(self, cursor: int | None) -> tuple[int, BlockRef | None]:
@@ -172,9 +173,16 @@ class EvmSource:
         return contract.start_block <= start or _checked(log_block_number, log) >= contract.start_block
 
     async def _blocks_of(self, logs: list[RpcLog], headers: dict[int, BlockRef]) -> dict[int, BlockRef]:
-        """Headers of the blocks holding logs, fetched (batched) only where the logs lack `blockTimestamp`."""
+        """Headers of the blocks holding logs, each log's block hash checked against them.
+
+        Headers are fetched in batches; with `verify_log_blocks` off, only for logs without
+        `blockTimestamp` (a log then vouches for its own block's hash).
+        """
         blocks = dict(headers)
-        missing = sorted({log_block_number(log) for log in logs if not log.get("blockTimestamp")} - blocks.keys())
+        verify = self.verify_log_blocks
+        missing = sorted(
+            {log_block_number(log) for log in logs if verify or not log.get("blockTimestamp")} - blocks.keys()
+        )
         fetched = await self.blocks(missing)
         if len(fetched) != len(missing):
             raise RetryableError(f"chain {self.name}: the node lacks blocks holding logs (lagging node?)")
