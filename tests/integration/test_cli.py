@@ -39,43 +39,6 @@ async def test_run_once_twice_adds_nothing(db, database_dsn, driver, deployment,
     assert await db.fetchval("SELECT indexed_block FROM v_indexer_status") == await driver.w3.eth.block_number
 
 
-async def test_sigkill_mid_backfill_then_restart_gives_the_identical_event_log(
-    db, database_dsn, driver, deployment, anvil, tmp_path
-):
-    pools = ["0x" + f"{i:02x}" * 20 for i in range(1, 6)]
-    for _ in range(30):
-        await driver.stake_many_native_v1(driver.accounts[1], pools, 10**15, 20)  # 200 events per block
-    tip = await driver.w3.eth.block_number
-    slow = chain_config(deployment, [anvil.url], initial_block_range=1, max_block_range=1)
-    config = write_config(tmp_path / "chains.yaml", database_dsn, [slow])
-
-    kills = 0
-    for _ in range(3):
-        process = subprocess.Popen(
-            [*INDEXER, "--config", str(config), "run", "--once"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        start = await db.fetchval("SELECT coalesce(max(block_number), -1) FROM chain_cursors")
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # kill once this run has committed a batch or two
-            indexed = await db.fetchval("SELECT coalesce(max(block_number), -1) FROM chain_cursors")
-            if start < indexed < tip - 5:
-                break
-            await asyncio.sleep(0.01)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=10)
-        kills += process.returncode == -signal.SIGKILL
-    assert kills == 3
-    assert await db.fetchval("SELECT block_number FROM chain_cursors") < tip
-
-    finish = run_cli(config, "run", "--once")
-    assert finish.returncode == 0, finish.stderr
-    reference = write_config(tmp_path / "ref.yaml", database_dsn, [chain_config(deployment, [anvil.url], name="ref")])
-    assert run_cli(reference, "run", "--once").returncode == 0
-    interrupted, uninterrupted = await event_log(db, "local"), await event_log(db, "ref")
-    assert len(uninterrupted) == 30 * 100 * 2  # 5 pools x 20 rounds per tx, a Transfer and a StakeOccured each
-    assert interrupted == uninterrupted
-
-
 async def test_run_follows_new_blocks_and_exits_zero_on_sigterm(db, database_dsn, driver, deployment, anvil, tmp_path):
     config = write_config(tmp_path / "chains.yaml", database_dsn, [chain_config(deployment, [anvil.url])])
     process = subprocess.Popen(
