@@ -22,3 +22,5 @@ def configure_logging(level: str = "info") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
+    # web3 logs endpoint URLs (API keys included) at INFO and DEBUG: keep it to warnings.
+    logging.getLogger("web3").setLevel(logging.WARNING)

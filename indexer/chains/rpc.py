@@ -98,14 +98,14 @@ class RpcClient:
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(self._attempts),
-                wait=wait_exponential_jitter(multiplier=0.05, max=self._max_backoff),
+                wait=wait_exponential_jitter(multiplier=0.05, max=self._max_backoff, jitter=0.1),
                 retry=retry_if_exception_type(TransportError),
                 reraise=True,
             ):
                 with attempt:
                     return await self._send_once(label, calls)
         except TransportError as exc:
-            raise RpcError(f"chain {self.chain}: {label} failed on every RPC URL ({exc})") from exc
+            raise RpcError(f"chain {self.chain}: {label} failed on every RPC URL ({exc})") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _send_once(self, label: str, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
@@ -119,21 +119,22 @@ class RpcClient:
             else:
                 raw = await provider.make_batch_request(list(calls))  # type: ignore[arg-type]
             return _unpack(raw, calls)
+        # Chained causes are dropped (`from None`): aiohttp's exceptions carry the raw URL, secrets and all.
         except RateLimited as exc:
             error_kind = "rate_limited"
-            raise self._failed(index, f"rate limited by {self._labels[index]}: {exc}") from exc
+            raise self._failed(index, f"rate limited by {self._labels[index]}: {exc}") from None
+        except TimeoutError:  # before OSError, of which it is a subclass
+            error_kind = "timeout"
+            raise self._failed(index, f"timeout from {self._labels[index]}") from None
         except aiohttp.ClientResponseError as exc:
             error_kind = f"http_{exc.status}"
-            raise self._failed(index, f"HTTP {exc.status} from {self._labels[index]}") from exc
+            raise self._failed(index, f"HTTP {exc.status} from {self._labels[index]}") from None
         except (aiohttp.ClientError, OSError) as exc:
             error_kind = "connection"
-            raise self._failed(index, f"{type(exc).__name__} from {self._labels[index]}") from exc
-        except TimeoutError as exc:
-            error_kind = "timeout"
-            raise self._failed(index, f"timeout from {self._labels[index]}") from exc
+            raise self._failed(index, f"{type(exc).__name__} from {self._labels[index]}") from None
         except (ValueError, TypeError, KeyError) as exc:  # undecodable or malformed answer
             error_kind = "malformed"
-            raise self._failed(index, f"malformed answer from {self._labels[index]}: {exc}") from exc
+            raise self._failed(index, f"malformed answer from {self._labels[index]}: {exc}") from None
         finally:
             if self._observer is not None:
                 self._observer(label, self._labels[index], time.perf_counter() - started, error_kind)
