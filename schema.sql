@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS recent_blocks (
     block_number bigint NOT NULL,
     block_hash   text   NOT NULL,
     parent_hash  text,
+    block_time   bigint,           -- unix seconds
     PRIMARY KEY (chain, block_number)
 );
 
@@ -91,9 +92,146 @@ SELECT c.chain,
          WHERE e.chain = c.chain AND e.pool IS NULL AND e.pool_hash IS NOT NULL) AS unresolved_pools
   FROM chain_cursors c;
 
+-- The projector's view of each chain: up to which block and block time it is confirmed.
+CREATE OR REPLACE VIEW v_chain_frontier AS
+SELECT c.chain, c.confirmed_block,
+       CASE WHEN c.block_number <= c.confirmed_block THEN extract(epoch FROM c.block_time)::bigint
+            ELSE (SELECT r.block_time FROM recent_blocks r
+                   WHERE r.chain = c.chain AND r.block_number <= c.confirmed_block
+                   ORDER BY r.block_number DESC LIMIT 1)
+       END AS confirmed_time
+  FROM chain_cursors c;
+
 -- Dashboards: events above their chain's confirmed height (they may still be orphaned).
 CREATE OR REPLACE VIEW v_pending_events AS
 SELECT e.*
   FROM events e
   JOIN chain_cursors c ON c.chain = e.chain
  WHERE e.block_number > c.confirmed_block;
+
+-- ---------------------------------------------------------------------------
+-- Projections. Owned by the projector (indexer/projector/runner.py through
+-- indexer/store/projections.py): the fold of every confirmed event up to the
+-- projector's frontier, rewritten only where a fold changed it, in the same
+-- transaction as projector_cursor. `indexer reproject` rebuilds them all.
+-- ---------------------------------------------------------------------------
+
+-- Written by the projector from the config at start: how to weigh each asset.
+CREATE TABLE IF NOT EXISTS assets (
+    asset    text PRIMARY KEY,
+    decimals integer NOT NULL,
+    weight   numeric NOT NULL   -- points per whole token
+);
+
+CREATE TABLE IF NOT EXISTS validator_amounts (
+    validator text NOT NULL,
+    asset     text NOT NULL,
+    amount    numeric(78, 0) NOT NULL,
+    PRIMARY KEY (validator, asset)
+);
+
+-- What each contract's `stakingPools(pool)` must return.
+CREATE TABLE IF NOT EXISTS pool_amounts (
+    chain    text NOT NULL,
+    contract text NOT NULL,
+    pool     text NOT NULL,
+    amount   numeric(78, 0) NOT NULL,
+    PRIMARY KEY (chain, contract, pool)
+);
+
+CREATE TABLE IF NOT EXISTS positions (
+    staker    text NOT NULL,
+    validator text NOT NULL,
+    asset     text NOT NULL,
+    amount    numeric(78, 0) NOT NULL,
+    PRIMARY KEY (validator, asset, staker)
+);
+
+CREATE TABLE IF NOT EXISTS social_delegations (
+    feed      text NOT NULL,
+    staker    text NOT NULL,
+    validator text NOT NULL,
+    points    numeric(78, 0) NOT NULL,
+    PRIMARY KEY (feed, staker, validator)
+);
+
+CREATE TABLE IF NOT EXISTS lst_balances (
+    chain    text NOT NULL,
+    contract text NOT NULL,
+    holder   text NOT NULL,
+    balance  numeric(78, 0) NOT NULL,
+    PRIMARY KEY (chain, contract, holder)
+);
+
+-- ERC-721 liquid tokens: who holds each, and the pool it is staked in.
+CREATE TABLE IF NOT EXISTS lst_tokens (
+    chain    text NOT NULL,
+    contract text NOT NULL,
+    token_id numeric(78, 0) NOT NULL,
+    owner    text,
+    pool     text,
+    PRIMARY KEY (chain, contract, token_id)
+);
+
+CREATE TABLE IF NOT EXISTS pending_withdrawals (
+    chain       text NOT NULL,
+    contract    text NOT NULL,
+    staker      text NOT NULL,
+    position    integer NOT NULL,   -- order of the requests of one staker, oldest first
+    amount      numeric(78, 0) NOT NULL,
+    unlock_time timestamptz NOT NULL,
+    PRIMARY KEY (chain, contract, staker, position)
+);
+
+-- The projector's cursor: per chain, the last event folded.
+CREATE TABLE IF NOT EXISTS projector_cursor (
+    chain        text PRIMARY KEY,
+    block_time   bigint NOT NULL,
+    block_number bigint NOT NULL,
+    log_index    integer NOT NULL,
+    tx_hash      text NOT NULL,
+    updated_at   timestamptz NOT NULL DEFAULT now()
+);
+
+-- The projector's singleton row: the newest reorg it has accounted for.
+CREATE TABLE IF NOT EXISTS projector_state (
+    id             boolean PRIMARY KEY DEFAULT true CHECK (id),
+    reorgs_seen    bigint NOT NULL DEFAULT 0,
+    frontier_time  bigint,           -- events up to this block time are folded
+    updated_at     timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE OR REPLACE VIEW v_validator_points AS
+SELECT v.validator, v.asset, v.amount,
+       v.amount / (10::numeric ^ a.decimals) * a.weight AS points
+  FROM validator_amounts v
+  LEFT JOIN assets a USING (asset);
+
+CREATE OR REPLACE VIEW v_validator_leaderboard AS
+SELECT validator, sum(points) AS points, rank() OVER (ORDER BY sum(points) DESC NULLS LAST) AS rank
+  FROM v_validator_points
+ GROUP BY validator;
+
+CREATE OR REPLACE VIEW v_staker_positions AS
+SELECT p.staker, p.validator, p.asset, p.amount,
+       p.amount / NULLIF(v.amount, 0) AS share
+  FROM positions p
+  JOIN validator_amounts v USING (validator, asset);
+
+CREATE OR REPLACE VIEW v_lst_balances AS
+SELECT chain, contract, holder, balance FROM lst_balances;
+
+CREATE OR REPLACE VIEW v_pending_withdrawals AS
+SELECT chain, contract, staker, amount, unlock_time FROM pending_withdrawals;
+
+-- Dashboards read through this role: the views and nothing else.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'indexer_reader') THEN
+        CREATE ROLE indexer_reader NOLOGIN;
+    END IF;
+END
+$$;
+GRANT USAGE ON SCHEMA public TO indexer_reader;
+GRANT SELECT ON v_indexer_status, v_pending_events, v_validator_points, v_validator_leaderboard,
+                v_staker_positions, v_lst_balances, v_pending_withdrawals TO indexer_reader;

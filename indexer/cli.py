@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--once", action="store_true", help="index to the current confirmed head, then exit")
 
     commands.add_parser("status", help="print each chain's indexing status")
+    commands.add_parser("reproject", help="rebuild every projection from the event log")
+    commands.add_parser("verify", help="compare the projections with the contracts' state (eth_call)")
 
     demo = commands.add_parser("demo", help="start a local anvil, stake on it, index it and print what was found")
     demo.add_argument("--seed", type=int, default=7, help="seed of the generated staking traffic")
@@ -47,6 +49,19 @@ async def _dispatch(args: argparse.Namespace) -> int:
         from indexer.status import print_status
 
         return await print_status(config)
+    if args.command in ("reproject", "verify"):
+        from indexer.service import open_database
+
+        async with open_database(config) as pool:
+            if args.command == "verify":
+                from indexer.verify import print_verify
+
+                return await print_verify(config, pool)
+            from indexer.projector.runner import Projector
+
+            folded = await Projector(pool, config).reproject()
+            print(f"reproject: {folded} events folded")
+            return 0
     if args.command == "demo":
         from indexer.demo import run_demo
 

@@ -13,6 +13,7 @@ import structlog
 from indexer.chains.evm import EvmSource
 from indexer.chains.rpc import RpcClient
 from indexer.decode.calldata import names_by_hash
+from indexer.projector.runner import Projector, run_projector
 from indexer.runtime import tune_gc
 from indexer.store.cursors import load_pool_names
 from indexer.store.database import apply_schema, create_pool, embedded_dsn
@@ -39,15 +40,21 @@ def build_source(chain, known_pools: dict[str, str]) -> EvmSource:
     return EvmSource(chain, rpc, known_pools)
 
 
-async def index_chains(config, pool: asyncpg.Pool, stop: asyncio.Event, *, once: bool) -> None:
-    """Run every chain's watcher until done (`once`) or until `stop` is set."""
+async def index_chains(config, pool: asyncpg.Pool, stop: asyncio.Event, *, once: bool, project: bool = True) -> None:
+    """Run every chain's watcher and the projector until done (`once`) or until `stop` is set."""
     known = await load_pool_names(pool) | names_by_hash(v.id for v in config.validators)
     sources = [build_source(chain, known) for chain in config.chains if chain.kind == "evm"]
+    projector = Projector(pool, config) if project else None
     try:
         async with asyncio.TaskGroup() as group:
             for source in sources:
                 watcher = Watcher(source, source.chain, pool)
                 group.create_task(watcher.run(stop, once=once), name=f"watch:{source.name}")
+            if projector is not None and not once:
+                interval = min((c.poll_interval_seconds for c in config.chains), default=1.0)
+                group.create_task(run_projector(projector, stop, interval=interval), name="projector")
+        if projector is not None and once:
+            await projector.step()
     finally:
         for source in sources:
             await source.close()

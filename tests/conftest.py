@@ -20,7 +20,23 @@ import pytest
 from indexer.store.database import apply_schema, create_pool
 
 ROOT = Path(__file__).resolve().parents[1]
-TABLES = ("events", "chain_cursors", "recent_blocks", "pool_names", "reorgs")
+TABLES = (
+    "events",
+    "chain_cursors",
+    "recent_blocks",
+    "pool_names",
+    "reorgs",
+    "assets",
+    "validator_amounts",
+    "pool_amounts",
+    "positions",
+    "social_delegations",
+    "lst_balances",
+    "lst_tokens",
+    "pending_withdrawals",
+    "projector_cursor",
+    "projector_state",
+)
 
 
 def _local_server_answers() -> bool:

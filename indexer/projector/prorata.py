@@ -6,26 +6,25 @@ import heapq
 from collections.abc import Mapping
 
 
-def take_pro_rata(holdings: Mapping[str, int], amount: int) -> dict[str, int]:
-    """What each holder gives up when `amount` is taken from `holdings` in proportion to their size.
+def take_pro_rata(holdings: Mapping[str, int], amount: int, exclude: str | None = None) -> dict[str, int]:
+    """What each holder (but `exclude`) gives up when `amount` is taken from them in proportion to their size.
 
     Each gives floor(amount * held / total); the units left over go one each to the largest
     remainders, equal remainders to the lower address first. The result sums to `amount`
     and never exceeds a holding; holders giving nothing are left out.
     """
-    total = sum(holdings.values())
+    total = sum(holdings.values()) - holdings.get(exclude, 0) if exclude is not None else sum(holdings.values())
     if not 0 <= amount <= total:
         raise ValueError(f"cannot take {amount} from holdings totalling {total}")
     if amount == 0:
         return {}
-    taken: dict[str, int] = {}
-    remainders: list[tuple[int, str]] = []
-    for holder, held in holdings.items():
-        share, remainder = divmod(amount * held, total)
-        taken[holder] = share
-        if remainder:
-            remainders.append((-remainder, holder))
+    holders = [holder for holder in holdings if holder != exclude]
+    parts = [divmod(amount * holdings[holder], total) for holder in holders]
+    taken = {holder: share for holder, (share, _) in zip(holders, parts, strict=True) if share}
     left = amount - sum(taken.values())
-    for _, holder in heapq.nsmallest(left, remainders):
-        taken[holder] += 1
-    return {holder: share for holder, share in taken.items() if share}
+    if left:
+        remainders = [(-remainder, holder) for holder, (_, remainder) in zip(holders, parts, strict=True) if remainder]
+        first = heapq.nsmallest(left, remainders) if left * 8 < len(remainders) else sorted(remainders)[:left]
+        for _, holder in first:
+            taken[holder] = taken.get(holder, 0) + 1
+    return taken

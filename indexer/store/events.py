@@ -116,10 +116,10 @@ WITH moved AS (
     ON CONFLICT (chain, tx_hash, log_index) DO NOTHING
     RETURNING 1
 ), remembered AS (
-    INSERT INTO recent_blocks (chain, block_number, block_hash, parent_hash)
-    SELECT $1, * FROM unnest($9::bigint[], $10::text[], $11::text[])
+    INSERT INTO recent_blocks (chain, block_number, block_hash, parent_hash, block_time)
+    SELECT $1, * FROM unnest($9::bigint[], $10::text[], $11::text[], $14::bigint[])
     ON CONFLICT (chain, block_number) DO UPDATE
-        SET block_hash = EXCLUDED.block_hash, parent_hash = EXCLUDED.parent_hash
+        SET block_hash = EXCLUDED.block_hash, parent_hash = EXCLUDED.parent_hash, block_time = EXCLUDED.block_time
 ), trimmed AS (
     DELETE FROM recent_blocks WHERE chain = $1 AND block_number < $12
 )
@@ -176,6 +176,7 @@ async def write_batch(
             [b.parent_hash for b in blocks],
             oldest_kept,
             batch.parent_hash,
+            [b.time for b in blocks],
         )
         if row["moved"] != 1:
             await _refuse(conn, batch)

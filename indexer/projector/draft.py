@@ -1,0 +1,172 @@
+"""A batch's private, mutable working copy of the projection state, frozen again when the batch is folded."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from indexer.events import Event
+from indexer.projector.prorata import take_pro_rata
+from indexer.projector.state import (
+    Changes,
+    OrderKey,
+    PositionKey,
+    ProjectionError,
+    ProjectionState,
+    ValidatorKey,
+    where,
+)
+
+
+class Table:
+    """One flat projection: a copy of its rows owned by the batch, and the keys the batch touched."""
+
+    __slots__ = ("base", "rows", "touched")
+
+    def __init__(self, base: Mapping) -> None:
+        self.base = base
+        self.rows: dict = dict(base)
+        self.touched: set = set()
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self.rows.get(key, default)
+
+    def set(self, key: Any, value: Any) -> None:
+        """Store `value`; a zero, None or empty value deletes the row."""
+        if value:
+            self.rows[key] = value
+        else:
+            self.rows.pop(key, None)
+        self.touched.add(key)
+
+    def add(self, key: Any, delta: int, event: Event, what: str) -> None:
+        """Add `delta` to an amount; going below zero means the log contradicts the chain."""
+        value = self.rows.get(key, 0) + delta
+        if value < 0:
+            raise ProjectionError(f"{what} {key} would go negative ({value}) at {event.event_type} in {where(event)}")
+        self.set(key, value)
+
+    def frozen(self) -> Mapping:
+        return MappingProxyType(self.rows)
+
+    def changed(self) -> frozenset:
+        return frozenset(key for key in self.touched if self.base.get(key) != self.rows.get(key))
+
+
+class Positions:
+    """Positions nested by (validator, asset); an inner mapping is copied the first time the batch touches it."""
+
+    __slots__ = ("base", "rows", "owned", "touched")
+
+    def __init__(self, base: ProjectionState) -> None:
+        self.base = base
+        self.rows: dict[ValidatorKey, Mapping[str, int]] = dict(base.positions)
+        self.owned: set[ValidatorKey] = set()
+        self.touched: set[PositionKey] = set()
+
+    def stakers(self, validator: str, asset: str) -> dict[str, int]:
+        key = (validator, asset)
+        if key not in self.owned:
+            self.rows[key] = dict(self.rows.get(key, {}))
+            self.owned.add(key)
+        return self.rows[key]  # type: ignore[return-value]
+
+    def add(self, staker: str, validator: str, asset: str, amount: int) -> None:
+        stakers = self.stakers(validator, asset)
+        stakers[staker] = stakers.get(staker, 0) + amount
+        if not stakers[staker]:
+            del stakers[staker]
+        self.touched.add((staker, validator, asset))
+
+    def remove(self, holder: str, validator: str, asset: str, amount: int, event: Event) -> None:
+        """Take `amount` from the holder's own position first, the excess from the others pro rata."""
+        stakers = self.stakers(validator, asset)
+        own = min(stakers.get(holder, 0), amount)
+        taken = {holder: own} if own else {}
+        if amount > own:
+            try:
+                taken.update(take_pro_rata(stakers, amount - own, exclude=holder))
+            except ValueError as exc:
+                raise ProjectionError(f"positions at {validator}/{asset} broken ({exc}) in {where(event)}") from exc
+        for staker, share in taken.items():
+            left = stakers[staker] - share
+            if left:
+                stakers[staker] = left
+            else:
+                del stakers[staker]
+            self.touched.add((staker, validator, asset))
+
+    def frozen(self) -> Mapping:
+        for key in self.owned:
+            if self.rows[key]:
+                self.rows[key] = MappingProxyType(self.rows[key])  # type: ignore[arg-type]
+            else:
+                del self.rows[key]
+        self.owned.clear()
+        return MappingProxyType(self.rows)
+
+    def changed(self, new: ProjectionState) -> frozenset[PositionKey]:
+        return frozenset(key for key in self.touched if self.base.position(*key) != new.position(*key))
+
+
+class Draft:
+    """Every projection of a state, open for one batch."""
+
+    def __init__(self, state: ProjectionState) -> None:
+        self.base = state
+        self.validators = Table(state.validators)
+        self.pools = Table(state.pools)
+        self.positions = Positions(state)
+        self.delegations = Table(state.delegations)
+        self.balances = Table(state.balances)
+        self.token_owners = Table(state.token_owners)
+        self.token_pools = Table(state.token_pools)
+        self.withdrawals = Table(state.withdrawals)
+        self.watermarks = Table(state.watermarks)
+        self.last: OrderKey | None = state.last
+
+    def stake(self, event: Event, pool: str, staker: str, amount: int) -> None:
+        """Add a stake to the contract's pool, the validator and the staker's position."""
+        self.pools.add((event.chain, event.contract, pool), amount, event, "pool")
+        self.validators.add((pool, event.asset), amount, event, "validator")
+        self.positions.add(staker, pool, event.asset, amount)
+
+    def unstake(self, event: Event, pool: str, holder: str, amount: int) -> None:
+        """Remove an unstake from the contract's pool, the validator and the positions (SPEC 4)."""
+        key = (event.chain, event.contract, pool)
+        held = self.pools.get(key, 0)
+        if held < amount:
+            raise ProjectionError(
+                f"{event.event_type} of {amount} from pool {pool} of contract {event.contract}, which holds only "
+                f"{held}, in {where(event)}"
+            )
+        self.pools.add(key, -amount, event, "pool")
+        self.validators.add((pool, event.asset), -amount, event, "validator")
+        self.positions.remove(holder, pool, event.asset, amount, event)
+
+    def freeze(self) -> tuple[ProjectionState, Changes]:
+        """The new state and the keys whose value it changed."""
+        state = ProjectionState(
+            validators=self.validators.frozen(),
+            pools=self.pools.frozen(),
+            positions=self.positions.frozen(),
+            delegations=self.delegations.frozen(),
+            balances=self.balances.frozen(),
+            token_owners=self.token_owners.frozen(),
+            token_pools=self.token_pools.frozen(),
+            withdrawals=self.withdrawals.frozen(),
+            watermarks=self.watermarks.frozen(),
+            last=self.last,
+        )
+        changes = Changes(
+            validators=self.validators.changed(),
+            pools=self.pools.changed(),
+            positions=self.positions.changed(state),
+            delegations=self.delegations.changed(),
+            balances=self.balances.changed(),
+            tokens=self.token_owners.changed() | self.token_pools.changed(),
+            withdrawals=self.withdrawals.changed(),
+            watermarks=self.watermarks.changed(),
+        )
+        return state, changes
