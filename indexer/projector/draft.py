@@ -20,13 +20,14 @@ from indexer.projector.state import (
 
 
 class Table:
-    """One flat projection: a copy of its rows owned by the batch, and the keys the batch touched."""
+    """One flat projection: its rows, copied for the batch on the first write, and the keys the batch touched."""
 
-    __slots__ = ("base", "rows", "touched")
+    __slots__ = ("base", "rows", "owned", "touched")
 
     def __init__(self, base: Mapping) -> None:
         self.base = base
-        self.rows: dict = dict(base)
+        self.rows: Any = base  # the base (read-only) until the first write, then an owned dict
+        self.owned = False
         self.touched: set = set()
 
     def get(self, key: Any, default: Any = None) -> Any:
@@ -34,6 +35,8 @@ class Table:
 
     def set(self, key: Any, value: Any) -> None:
         """Store `value`; a zero, None or empty value deletes the row."""
+        if not self.owned:
+            self.rows, self.owned = dict(self.base), True
         if value:
             self.rows[key] = value
         else:
@@ -48,7 +51,7 @@ class Table:
         self.set(key, value)
 
     def frozen(self) -> Mapping:
-        return MappingProxyType(self.rows)
+        return MappingProxyType(self.rows) if self.owned else self.base
 
     def changed(self) -> frozenset:
         return frozenset(key for key in self.touched if self.base.get(key) != self.rows.get(key))
@@ -157,7 +160,6 @@ class Draft:
             token_pools=self.token_pools.frozen(),
             withdrawals=self.withdrawals.frozen(),
             watermarks=self.watermarks.frozen(),
-            last=self.last,
         )
         changes = Changes(
             validators=self.validators.changed(),

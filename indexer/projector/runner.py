@@ -41,6 +41,22 @@ def asset_weights(config) -> dict[str, tuple[int, Decimal]]:
     return assets
 
 
+def fold_limits(chains: list[tuple[str, int, int | None]]) -> tuple[dict[str, tuple[int, int]], int] | None:
+    """From (chain, confirmed block, confirmed block time): per chain the (block, time) up to which to fold.
+
+    Events before the frontier time (the smallest confirmed block time) are final on every
+    chain. At exactly that time, a chain still confirmed only up to it may add more events,
+    which sort after the chains named before it: so events at the frontier time are folded
+    only from chains named at or before the first chain sitting at the frontier. None while
+    a chain has no confirmed block yet.
+    """
+    if not chains or any(time is None for _, _, time in chains):
+        return None
+    until = min(time for _, _, time in chains if time is not None)
+    first_open = min(name for name, _, time in chains if time == until)
+    return {name: (block, until if name <= first_open else until - 1) for name, block, _ in chains}, until
+
+
 class Projector:
     """Keeps the projection tables equal to the fold of the confirmed event log."""
 
@@ -105,24 +121,24 @@ class Projector:
         self.log.info("reprojected", events=folded, seconds=round(time.perf_counter() - started, 2))
         return folded
 
-    async def _frontier(self) -> tuple[Mapping[str, int], int] | None:
-        """Each chain's confirmed block and the common confirmed time, or None while a chain has none."""
+    async def _frontier(self) -> tuple[Mapping[str, tuple[int, int]], int] | None:
+        """Per chain, (confirmed block, last block time safe to fold); and the common frontier time."""
         rows = await self.pool.fetch(
             "SELECT chain, confirmed_block, confirmed_time FROM v_chain_frontier WHERE chain = ANY($1::text[])",
             self.chains,
         )
-        if len(rows) < len(self.chains) or any(r["confirmed_time"] is None for r in rows):
+        if len(rows) < len(self.chains):
             return None
-        return {r["chain"]: r["confirmed_block"] for r in rows}, min(r["confirmed_time"] for r in rows)
+        return fold_limits([(r["chain"], r["confirmed_block"], r["confirmed_time"]) for r in rows])
 
-    async def _next_events(self, confirmed: Mapping[str, int], until: int) -> tuple[list[Event], bool]:
+    async def _next_events(self, limits: Mapping[str, tuple[int, int]], until: int) -> tuple[list[Event], bool]:
         """The next events in canonical order, a prefix safe to fold; and whether nothing more is left."""
         assert self.state is not None
         per_chain: dict[str, list[Event]] = {}
-        for chain, block in confirmed.items():
+        for chain, (block, last_time) in limits.items():
             mark = self.state.watermarks.get(chain)
             after = (mark[1], mark[2]) if mark else (-1, -1)
-            per_chain[chain] = await read_events(self.pool, chain, after, block, until, self.batch)
+            per_chain[chain] = await read_events(self.pool, chain, after, block, last_time, self.batch)
         truncated = [events[-1] for events in per_chain.values() if len(events) == self.batch]
         merged = sorted((e for events in per_chain.values() for e in events), key=canonical_order)
         if not truncated:

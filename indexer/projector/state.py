@@ -79,7 +79,12 @@ class ProjectionState:
     token_pools: Mapping[TokenKey, str] = field(default_factory=_frozen)  # ERC-721: pool a staked token is in
     withdrawals: Mapping[WithdrawalKey, tuple[Pending, ...]] = field(default_factory=_frozen)  # by unlock time
     watermarks: Mapping[str, ChainMark] = field(default_factory=_frozen)  # chain -> last applied event
-    last: OrderKey | None = None  # canonical key of the last applied event, any chain
+
+    @property
+    def last(self) -> OrderKey | None:
+        """Canonical key of the last event applied on any chain (the latest of the watermarks)."""
+        marks = ((time, chain, block, log, tx) for chain, (time, block, log, tx) in self.watermarks.items())
+        return max(marks, default=None)
 
     def position(self, staker: str, validator: str, asset: str) -> int:
         """One staker's amount of `asset` at `validator` (0 when none)."""

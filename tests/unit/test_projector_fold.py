@@ -294,7 +294,6 @@ def test_validator_points_are_whole_tokens_times_weight_in_exact_decimals():
         (Q, "TKN"): Decimal("115792089237316195423570985008687907853269984665640564039457.584007913129639935"),
         (P, "TRX"): Decimal("0.25"),
     }
-    assert str(points[(P, "TRX")]) == "0.2500000"
 
 
 # --- property tests -----------------------------------------------------------------------------------------------
@@ -538,9 +537,8 @@ def test_any_split_into_batches_folds_to_the_same_state_and_replays_change_nothi
         before = state
         state, changes = fold(state, data.draw(st.permutations(chunk)))
         assert_invariants(state)
-        assert {name: set(getattr(changes, name)) for name in expected_changes(before, state)} == expected_changes(
-            before, state
-        )
+        diff = expected_changes(before, state)
+        assert {name: set(getattr(changes, name)) for name in diff} == diff
         replayed, nothing = fold(state, batches[data.draw(st.integers(0, n))])
         assert replayed == state
         assert not nothing

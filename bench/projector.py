@@ -1,0 +1,206 @@
+"""Projector benchmark: reproject and incremental projection speed against a naive baseline.
+
+Run by hand: `.venv/bin/python bench/projector.py --events 1000000`. The event log is
+synthesized (a small model of the contracts: stakes with their mints, LST transfers,
+unstakes with their burns, over two chains, thousands of stakers and fifty pools) and
+written through the store, because making a million events on anvil takes too long here.
+Prints events/s for `reproject` of the whole log, for incremental steps over the last
+tenth, and for a naive baseline (one UPDATE + commit per event) in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.backfill import fresh_database  # noqa: E402
+from indexer.batch import Batch, BlockRef  # noqa: E402
+from indexer.config import parse_config  # noqa: E402
+from indexer.events import Event, EventType  # noqa: E402
+from indexer.logs import configure_logging  # noqa: E402
+from indexer.projector.runner import Projector  # noqa: E402
+from indexer.runtime import tune_gc  # noqa: E402
+from indexer.store.database import apply_schema, create_pool  # noqa: E402
+from indexer.store.events import write_batch  # noqa: E402
+
+ZERO = "0x" + "00" * 20
+CONTRACTS = {"eth": ("0x" + "e1" * 20, "native", "ETH"), "bsc": ("0x" + "b5" * 20, "erc20", "TKN")}
+
+
+def synthesize(count: int, seed: int = 1) -> dict[str, list[Event]]:
+    """Valid event streams per chain: every unstake within its pool, every transfer within a balance."""
+    rng = random.Random(seed)
+    stakers = [f"0x{i:040x}" for i in range(1, 4001)]
+    pools = [f"0x{0xA000 + i:040x}" for i in range(50)]
+    streams: dict[str, list[Event]] = {name: [] for name in CONTRACTS}
+    state = {name: ({}, {}, {}) for name in CONTRACTS}  # chain -> (balances, pool totals, own stakes)
+    made = 0
+    block = {name: 0 for name in CONTRACTS}
+    while made < count:
+        chain = rng.choice(list(CONTRACTS))
+        contract, kind, asset = CONTRACTS[chain]
+        balances, totals, stakes = state[chain]
+        block[chain] += 1
+        number, when = block[chain], 1_767_225_600 + block[chain] * 12
+        tx = f"0x{made:064x}"
+        logs: list[tuple] = []
+        roll, who = rng.random(), rng.choice(stakers)
+        if roll < 0.5 or not balances:
+            amount, pool = rng.randint(10**15, 10**19), rng.choice(pools)
+            logs = [(EventType.TRANSFER, ZERO, who, None, amount), (EventType.STAKE, who, None, pool, amount)]
+            balances[who] = balances.get(who, 0) + amount
+            totals[pool] = totals.get(pool, 0) + amount
+            stakes[(who, pool)] = stakes.get((who, pool), 0) + amount
+        elif roll < 0.75:
+            sender = rng.choice(list(balances))
+            amount = rng.randint(1, balances[sender])
+            logs = [(EventType.TRANSFER, sender, who, None, amount)]
+            balances[sender] -= amount
+            balances[who] = balances.get(who, 0) + amount
+        else:
+            own = [(h, p) for h, p in rng.sample(list(stakes), min(8, len(stakes))) if balances.get(h)]
+            if own and rng.random() < 0.9:  # a staker unstakes from its own position
+                holder, pool = own[0]
+                amount = min(rng.randint(1, stakes[(holder, pool)]), balances[holder], totals[pool])
+            else:  # a holder of transferred LST unstakes more than it staked there
+                holder, pool = rng.choice(list(balances)), rng.choice(list(totals))
+                amount = min(rng.randint(1, balances[holder]), totals[pool])
+            if amount == 0:
+                continue
+            logs = [(EventType.TRANSFER, holder, ZERO, None, amount), (EventType.UNSTAKE, holder, None, pool, amount)]
+            balances[holder] -= amount
+            totals[pool] -= amount
+            left = stakes.get((holder, pool), 0) - amount
+            if left > 0:
+                stakes[(holder, pool)] = left
+            else:
+                stakes.pop((holder, pool), None)
+        for index, (kind_, staker, counterparty, pool, amount) in enumerate(logs):
+            streams[chain].append(Event(chain, 1, contract, kind, 1, number, f"0x{number:064x}", when, tx, index,
+                                        kind_, asset, staker, counterparty, pool, None, amount))  # fmt: skip
+        for holder in (who, *(log[1] for log in logs)):
+            if balances.get(holder) == 0:
+                del balances[holder]
+        made += len(logs)
+    return streams
+
+
+async def store(pool, streams: dict[str, list[Event]], upto: float) -> None:
+    """Write the first `upto` share of each chain's stream, with the chain confirmed to its last block."""
+    for chain, events in streams.items():
+        cursor = await pool.fetchval("SELECT block_number FROM chain_cursors WHERE chain = $1", chain)
+        start = 0 if cursor is None else next(i for i, e in enumerate(events) if e.block_number > cursor)
+        end = int(len(events) * upto)
+        while end < len(events) and events[end].block_number == events[end - 1].block_number:
+            end += 1
+        for i in range(start, end, 20_000):
+            part = events[i : min(i + 20_000, end)]
+            j = i + len(part)
+            while j < end and events[j].block_number == part[-1].block_number:
+                part.append(events[j])
+                j += 1
+            if not part:
+                continue
+            last = part[-1]
+            batch = Batch(
+                chain,
+                part[0].block_number if cursor is None and i == 0 else (cursor or 0) + 1,
+                BlockRef(last.block_number, last.block_hash, None, last.block_time),
+                tuple(part),
+            )
+            async with pool.acquire() as conn:
+                await write_batch(conn, batch, chain_id=1, head_block=last.block_number,
+                                  confirmed_block=last.block_number, keep_blocks=64)  # fmt: skip
+            cursor = last.block_number
+            if j >= end:
+                break
+
+
+async def naive(pool, events: list[Event]) -> float:
+    """One UPDATE (upsert) per event, each in its own transaction."""
+    async with pool.acquire() as conn:
+        await conn.execute("CREATE TEMP TABLE naive_pools (pool text PRIMARY KEY, amount numeric(78,0))")
+        await conn.execute("CREATE TEMP TABLE naive_balances (holder text PRIMARY KEY, amount numeric(78,0))")
+        started = time.perf_counter()
+        for e in events:
+            async with conn.transaction():
+                if e.event_type is EventType.TRANSFER:
+                    for holder, delta in ((e.staker, -e.amount), (e.counterparty, e.amount)):
+                        await conn.execute(
+                            """INSERT INTO naive_balances VALUES ($1, $2) ON CONFLICT (holder)
+                                              DO UPDATE SET amount = naive_balances.amount + $2""",
+                            holder,
+                            delta,
+                        )
+                else:
+                    delta = e.amount if e.event_type is EventType.STAKE else -e.amount
+                    await conn.execute(
+                        """INSERT INTO naive_pools VALUES ($1, $2) ON CONFLICT (pool)
+                                          DO UPDATE SET amount = naive_pools.amount + $2""",
+                        e.pool,
+                        delta,
+                    )
+        return len(events) / (time.perf_counter() - started)
+
+
+async def main(args) -> None:
+    configure_logging("warning")
+    tune_gc()
+    started = time.perf_counter()
+    streams = synthesize(args.events)
+    total = sum(len(s) for s in streams.values())
+    print(f"synthesized {total:,} events in {time.perf_counter() - started:.1f} s")
+    dsn = await fresh_database(args.server)
+    pool = await create_pool(dsn)
+    await apply_schema(pool)
+    config = parse_config({"chains": [
+        {"name": name, "kind": "evm", "chain_id": 1, "rpc": ["http://127.0.0.1:1"],
+         "contracts": [{"name": name, "kind": kind, "version": 1, "address": address, "start_block": 0,
+                        "asset": asset}]}
+        for name, (address, kind, asset) in CONTRACTS.items()]})  # fmt: skip
+    started = time.perf_counter()
+    await store(pool, streams, 0.9)
+    print(f"stored 90% through the event log writer in {time.perf_counter() - started:.1f} s")
+
+    projector = Projector(pool, config)
+    started = time.perf_counter()
+    folded = await projector.reproject()
+    reproject_seconds = time.perf_counter() - started
+    await store(pool, streams, 1.0)
+    started = time.perf_counter()
+    incremental = await projector.step()
+    incremental_seconds = time.perf_counter() - started
+    sample = sorted((e for s in streams.values() for e in s), key=lambda e: (e.block_time, e.chain))[: args.naive]
+    naive_rate = await naive(pool, sample)
+
+    print(
+        f"reproject:   {folded:,} events in {reproject_seconds:.1f} s = {folded / reproject_seconds:,.0f} events/s"
+        " (target: 1,000,000 in < 60 s)"
+    )
+    print(
+        f"incremental: {incremental:,} events in {incremental_seconds:.1f} s = "
+        f"{incremental / incremental_seconds:,.0f} events/s (target >= 50,000)"
+    )
+    print(
+        f"naive (one UPDATE + commit per event, {len(sample):,} events): {naive_rate:,.0f} events/s; "
+        f"reproject {folded / reproject_seconds / naive_rate:.0f}x, "
+        f"incremental {incremental / incremental_seconds / naive_rate:.0f}x"
+    )
+    await pool.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--naive", type=int, default=20_000, help="events for the naive baseline")
+    parser.add_argument(
+        "--server", default=os.environ.get("INDEXER_BENCH_SERVER", "postgresql://postgres@127.0.0.1:5432/postgres")
+    )
+    asyncio.run(main(parser.parse_args()))
