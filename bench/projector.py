@@ -34,13 +34,15 @@ ZERO = "0x" + "00" * 20
 CONTRACTS = {"eth": ("0x" + "e1" * 20, "native", "ETH"), "bsc": ("0x" + "b5" * 20, "erc20", "TKN")}
 
 
-def synthesize(count: int, seed: int = 1) -> dict[str, list[Event]]:
+def synthesize(count: int, seed: int = 1, over_unstakes: float = 0.01) -> dict[str, list[Event]]:
     """Valid event streams per chain: every unstake within its pool, every transfer within a balance."""
     rng = random.Random(seed)
     stakers = [f"0x{i:040x}" for i in range(1, 4001)]
     pools = [f"0x{0xA000 + i:040x}" for i in range(50)]
     streams: dict[str, list[Event]] = {name: [] for name in CONTRACTS}
     state = {name: ({}, {}, {}) for name in CONTRACTS}  # chain -> (balances, pool totals, own stakes)
+    staked_keys = {name: [] for name in CONTRACTS}  # keys ever staked, for O(1) sampling (stale ones skipped)
+    holders = {name: [] for name in CONTRACTS}  # holders ever funded, likewise
     made = 0
     block = {name: 0 for name in CONTRACTS}
     while made < count:
@@ -58,19 +60,27 @@ def synthesize(count: int, seed: int = 1) -> dict[str, list[Event]]:
             balances[who] = balances.get(who, 0) + amount
             totals[pool] = totals.get(pool, 0) + amount
             stakes[(who, pool)] = stakes.get((who, pool), 0) + amount
+            staked_keys[chain].append((who, pool))
+            holders[chain].append(who)
         elif roll < 0.75:
-            sender = rng.choice(list(balances))
+            sender = rng.choice(holders[chain])
+            if not balances.get(sender):
+                continue
             amount = rng.randint(1, balances[sender])
             logs = [(EventType.TRANSFER, sender, who, None, amount)]
             balances[sender] -= amount
             balances[who] = balances.get(who, 0) + amount
+            holders[chain].append(who)
         else:
-            own = [(h, p) for h, p in rng.sample(list(stakes), min(8, len(stakes))) if balances.get(h)]
-            if own and rng.random() < 0.9:  # a staker unstakes from its own position
+            keys = staked_keys[chain]
+            own = [k for k in (rng.choice(keys) for _ in range(8)) if stakes.get(k) and balances.get(k[0])]
+            if own and rng.random() >= over_unstakes:  # a staker unstakes from its own position
                 holder, pool = own[0]
                 amount = min(rng.randint(1, stakes[(holder, pool)]), balances[holder], totals[pool])
             else:  # a holder of transferred LST unstakes more than it staked there
-                holder, pool = rng.choice(list(balances)), rng.choice(list(totals))
+                holder, pool = rng.choice(holders[chain]), rng.choice(pools)
+                if not balances.get(holder) or not totals.get(pool):
+                    continue
                 amount = min(rng.randint(1, balances[holder]), totals[pool])
             if amount == 0:
                 continue
@@ -154,9 +164,12 @@ async def main(args) -> None:
     configure_logging("warning")
     tune_gc()
     started = time.perf_counter()
-    streams = synthesize(args.events)
+    streams = synthesize(args.events, over_unstakes=args.over_unstakes)
     total = sum(len(s) for s in streams.values())
-    print(f"synthesized {total:,} events in {time.perf_counter() - started:.1f} s")
+    print(
+        f"synthesized {total:,} events in {time.perf_counter() - started:.1f} s; "
+        f"{args.over_unstakes:.0%} of unstakes by holders with no position there (pro rata over the pool)"
+    )
     dsn = await fresh_database(args.server)
     pool = await create_pool(dsn)
     await apply_schema(pool)
@@ -199,6 +212,12 @@ async def main(args) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument(
+        "--over-unstakes",
+        type=float,
+        default=0.01,
+        help="share of unstakes by LST holders without a position in that pool",
+    )
     parser.add_argument("--naive", type=int, default=20_000, help="events for the naive baseline")
     parser.add_argument(
         "--server", default=os.environ.get("INDEXER_BENCH_SERVER", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -67,3 +69,20 @@ def write_config(path: Path, dsn: str, chains: list[dict[str, Any]], **top: Any)
 
 
 INDEXER = [sys.executable, "-m", "indexer"]
+
+
+async def until(predicate, timeout: float = 20.0, step: float = 0.02) -> None:
+    """Wait until the async `predicate` holds; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await predicate():
+            return
+        await asyncio.sleep(step)
+    raise AssertionError("condition not reached in time")
+
+
+async def indexed_to_head(db, driver, chain: str = "local") -> bool:
+    """Whether `chain`'s cursor is at the node's latest block (number and hash)."""
+    head = await driver.w3.eth.get_block("latest")
+    row = await db.fetchrow("SELECT block_number, block_hash FROM chain_cursors WHERE chain = $1", chain)
+    return row is not None and (row["block_number"], row["block_hash"]) == (head["number"], head["hash"].to_0x_hex())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -14,7 +13,7 @@ from indexer.config import parse_config
 from indexer.errors import ReorgTooDeep
 from indexer.service import build_source
 from indexer.watcher import Watcher
-from tests.integration.conftest import chain_config
+from tests.integration.conftest import chain_config, indexed_to_head, until
 
 ETHER = 10**18
 POOL = "0x" + "a1" * 20
@@ -48,21 +47,6 @@ async def following(db, chain) -> AsyncIterator[tuple[Watcher, asyncio.Task]]:
         await source.close()
 
 
-async def until(predicate, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not reached in time")
-
-
-async def indexed_tip_is(db, driver, chain: str = "local") -> bool:
-    head = await driver.w3.eth.get_block("latest")
-    row = await db.fetchrow("SELECT block_number, block_hash FROM chain_cursors WHERE chain = $1", chain)
-    return row is not None and (row["block_number"], row["block_hash"]) == (head["number"], head["hash"].to_0x_hex())
-
-
 async def fresh_index_equals(db, deployment, anvil, driver) -> None:
     """Index the final chain from scratch under another name and compare the two logs."""
     chain = config_for(deployment, anvil.url, "fresh", confirmations=0)
@@ -82,10 +66,10 @@ async def test_anvil_reorg_while_following_leaves_the_log_of_the_final_chain(db,
     async with following(db, chain) as (_, task):
         for i in range(depth + 2):  # the last `depth` blocks, each with a stake, will be replaced
             await driver.stake("native_v1", a if i % 2 else b, POOL, (i + 1) * ETHER)
-        await until(lambda: indexed_tip_is(db, driver))
+        await until(lambda: indexed_to_head(db, driver))
         before = await db.fetchval("SELECT count(*) FROM events WHERE chain = 'local'")
         await driver.rpc("anvil_reorg", [depth, []])
-        await until(lambda: indexed_tip_is(db, driver))
+        await until(lambda: indexed_to_head(db, driver))
         assert not task.done()
     reorg = await db.fetchrow("SELECT depth, events_removed FROM reorgs WHERE chain = 'local'")
     assert (reorg["depth"], reorg["events_removed"]) == (depth, 2 * depth)  # each replaced block held 2 events
@@ -103,7 +87,7 @@ async def test_orphaned_transaction_disappears_and_reincluded_one_appears_once_i
     chain = config_for(deployment, anvil.url, "local")
     async with following(db, chain):
         await driver.stake("native_v1", driver.accounts[1], POOL, ETHER)
-        await until(lambda: indexed_tip_is(db, driver))
+        await until(lambda: indexed_to_head(db, driver))
         snapshot = await driver.rpc("evm_snapshot", [])
         orphan = await driver.stake("native_v1", driver.accounts[2], POOL, 2 * ETHER)
         call = staking.functions.stake(w3.to_checksum_address(POOL))
@@ -119,7 +103,7 @@ async def test_orphaned_transaction_disappears_and_reincluded_one_appears_once_i
         )
         raw = signer.sign_transaction(tx).raw_transaction
         moved = await w3.eth.wait_for_transaction_receipt(await w3.eth.send_raw_transaction(raw))
-        await until(lambda: indexed_tip_is(db, driver))
+        await until(lambda: indexed_to_head(db, driver))
         assert (
             await db.fetchval("SELECT count(*) FROM events WHERE tx_hash = $1", orphan["transactionHash"].to_0x_hex())
             == 2
@@ -129,7 +113,7 @@ async def test_orphaned_transaction_disappears_and_reincluded_one_appears_once_i
         await driver.mine(2)  # the re-included transaction lands one block later than before
         again = await w3.eth.wait_for_transaction_receipt(await w3.eth.send_raw_transaction(raw))
         await driver.mine(1)
-        await until(lambda: indexed_tip_is(db, driver))
+        await until(lambda: indexed_to_head(db, driver))
 
     assert again["transactionHash"] == moved["transactionHash"]
     assert again["blockNumber"] == moved["blockNumber"] + 1

@@ -11,7 +11,6 @@ import contextlib
 import io
 import logging
 import sys
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -25,7 +24,7 @@ from indexer.localchain.anvil import free_port
 from indexer.logs import configure_logging
 from indexer.service import build_source
 from indexer.watcher import Watcher
-from tests.integration.conftest import chain_config
+from tests.integration.conftest import chain_config, indexed_to_head, until
 from tests.integration.fault_proxy import Fault, FaultPlan, FaultProxy, Rule
 
 ETHER = 10**18
@@ -94,21 +93,6 @@ async def assert_equals_direct_index(db, deployment, anvil, chain: str = "local"
     )
     assert len({(c["block_number"], c["block_hash"]) for c in cursors}) == 1 and len(cursors) == 2
     return direct
-
-
-async def until(predicate, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await predicate():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not reached in time")
-
-
-async def indexed_to_head(db, driver, chain: str = "local") -> bool:
-    head = await driver.w3.eth.get_block("latest")
-    row = await db.fetchrow("SELECT block_number, block_hash FROM chain_cursors WHERE chain = $1", chain)
-    return row is not None and (row["block_number"], row["block_hash"]) == (head["number"], head["hash"].to_0x_hex())
 
 
 async def test_every_fault_kind_is_survived_and_the_log_is_exact(db, driver, deployment, anvil):
