@@ -192,8 +192,8 @@ async def dense(args) -> None:
             return f"{label:<44}{n / seconds:>12,.0f} events/s {head / seconds:>12,.0f} blocks/s {seconds:>8.2f} s"
 
         print(f"\nbackfill of {events:,} events over {head:,} blocks")
-        print(line("indexer (node's blockTimestamp)", fast, events))
-        print(line("indexer (headers fetched in batches)", headers, events))
+        print(line("indexer (defaults: blockTimestamp + hashes checked)", fast, events))
+        print(line("indexer (node without blockTimestamp)", headers, events))
         if naive_events:
             print(line("naive (web3 get_logs, INSERT+commit each)", naive, naive_events))
         if naive_events:
