@@ -198,6 +198,7 @@ CREATE TABLE IF NOT EXISTS projector_state (
     id             boolean PRIMARY KEY DEFAULT true CHECK (id),
     reorgs_seen    bigint NOT NULL DEFAULT 0,
     frontier_time  bigint,           -- events up to this block time are folded
+    chains         text[],           -- the chains the projections cover
     updated_at     timestamptz NOT NULL DEFAULT now()
 );
 

@@ -121,3 +121,22 @@ async def test_reader_role_reads_the_views_and_nothing_else(db, database_dsn):
                     await conn.fetch(f"SELECT * FROM {table} LIMIT 1")
     finally:
         await conn.close()
+
+
+async def test_a_changed_set_of_chains_rebuilds_the_projections(db, driver, deployment, anvil):
+    await driver.stake("native_v1", driver.accounts[1], "0x" + "a1" * 20, 10**18)
+    first = config_for(deployment, anvil.url)
+    await index_chains(first, db, asyncio.Event(), once=True)
+    await driver.stake("native_v1", driver.accounts[2], "0x" + "a1" * 20, 2 * 10**18)
+    await driver.advance_time(5)  # a later block: events at the last stake's second are final on both chains
+    both = parse_config(
+        {
+            "chains": [
+                chain_config(deployment, [anvil.url], confirmations=0),
+                chain_config(deployment, [anvil.url], name="again", confirmations=0),
+            ]
+        }
+    )
+    await index_chains(both, db, asyncio.Event(), once=True)  # "again" has events older than "local"'s cursor
+    assert await db.fetchval("SELECT chains FROM projector_state") == ["again", "local"]
+    assert await db.fetchval("SELECT amount FROM validator_amounts") == 2 * 3 * 10**18  # both chains, all events
