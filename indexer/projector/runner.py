@@ -82,7 +82,7 @@ class Projector:
             return 0
         confirmed, until = frontier
         reorged, reorgs_seen = await self._reorged_below_watermark()
-        if reorged:
+        if reorged or await self._pool_named_since():
             return await self.reproject()
         folded = 0
         while True:
@@ -161,6 +161,15 @@ class Projector:
                 self.log.warning("reorg_below_projection", chain=row["chain"], ancestor=row["ancestor_block"])
                 return True, seen
         return False, rows[-1]["id"] if rows else seen
+
+    async def _pool_named_since(self) -> bool:
+        """Whether a pool folded under its hash (`hash:<keccak>`) has a name now: its rows must move to the name."""
+        named = await self.pool.fetchval(
+            """SELECT EXISTS (SELECT 1 FROM pool_amounts a JOIN pool_names n ON a.pool = 'hash:' || n.pool_hash)"""
+        )
+        if named:
+            self.log.info("pool_named", reason="a string pool folded under its hash got its name: reprojecting")
+        return named
 
     async def _remember(self, conn, frontier_time: int | None, reorgs_seen: int) -> None:
         await conn.execute(

@@ -140,3 +140,16 @@ async def test_a_changed_set_of_chains_rebuilds_the_projections(db, driver, depl
     await index_chains(both, db, asyncio.Event(), once=True)  # "again" has events older than "local"'s cursor
     assert await db.fetchval("SELECT chains FROM projector_state") == ["again", "local"]
     assert await db.fetchval("SELECT amount FROM validator_amounts") == 2 * 3 * 10**18  # both chains, all events
+
+
+async def test_a_pool_named_after_it_was_projected_moves_to_its_name(db, driver, deployment, anvil):
+    await driver.stake_via_batcher_v2(driver.accounts[2], ["validator-nine"], [10**18])
+    config = config_for(deployment, anvil.url, use_call_tracer=False)
+    await index_chains(config, db, asyncio.Event(), once=True)
+    assert [r["validator"][:5] for r in await db.fetch("SELECT validator FROM validator_amounts")] == ["hash:"]
+
+    await driver.stake("native_v2", driver.accounts[3], "validator-nine", 2 * 10**18)  # a direct call names it
+    await driver.advance_time(5)
+    await index_chains(config, db, asyncio.Event(), once=True)
+    assert dict(await db.fetch("SELECT validator, amount FROM validator_amounts")) == {"validator-nine": 3 * 10**18}
+    assert (await verify(config, db))[0] == []
