@@ -13,6 +13,7 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 from indexer.errors import ConfigError, IndexerError
 from indexer.localchain import Anvil, Driver, deploy_all, realistic_mix
 from indexer.service import index_chains, open_database
+from indexer.verify import verify
 
 DEMO_CHAIN_ID = 31337
 
@@ -50,7 +51,7 @@ async def run_demo(config, *, seed: int = 7) -> int:
             started = time.perf_counter()
             await index_chains(demo_config, pool, asyncio.Event(), once=True)
             elapsed = time.perf_counter() - started
-            await _print_summary(pool, chain, elapsed)
+            await _print_summary(pool, chain, demo_config, elapsed)
     return 0
 
 
@@ -73,7 +74,7 @@ async def _forget_chain(pool, chain: str) -> None:
             await conn.execute(f"DELETE FROM {table} WHERE chain = $1", chain)
 
 
-async def _print_summary(pool, chain, elapsed: float) -> None:
+async def _print_summary(pool, chain, demo_config, elapsed: float) -> None:
     names = {c.address: c for c in chain.contracts}
     rows = await pool.fetch(
         "SELECT contract, event_type, count(*) AS n FROM events WHERE chain = $1 GROUP BY 1, 2 ORDER BY 1, 2",
@@ -85,17 +86,17 @@ async def _print_summary(pool, chain, elapsed: float) -> None:
     print(f"\n{'contract':<14}{'event':<18}{'count':>7}")
     for r in sorted(rows, key=lambda r: (names[r["contract"]].name, r["event_type"])):
         print(f"{names[r['contract']].name:<14}{r['event_type']:<18}{r['n']:>7}")
-    pools = await pool.fetch(
-        """SELECT contract, pool,
-                  sum(CASE WHEN event_type = 'stake' THEN amount ELSE -amount END) AS net
-             FROM events WHERE chain = $1 AND event_type IN ('stake', 'unstake', 'unstake_request')
-            GROUP BY 1, 2 HAVING sum(CASE WHEN event_type = 'stake' THEN amount ELSE -amount END) <> 0
-            ORDER BY 1, 3 DESC""",
-        chain.name,
+    points = await pool.fetch(
+        """SELECT v.validator, v.asset, v.amount, v.points, a.decimals
+             FROM v_validator_points v JOIN assets a USING (asset) ORDER BY v.points DESC, v.validator, v.asset"""
     )
-    print(f"\n{'contract':<14}{'validator':<44}{'staked':>14}")
-    for r in sorted(pools, key=lambda r: (names[r["contract"]].name, -r["net"])):
-        contract = names[r["contract"]]
-        amount = Decimal(r["net"]).scaleb(-contract.decimals).normalize()
-        print(f"{contract.name:<14}{r['pool'] or '(unresolved)':<44}{amount:>14,f} {contract.asset}")
-    print("\nthe event log is in Postgres: table `events`, status in `v_indexer_status`")
+    print(f"\n{'validator':<44}{'staked':>28}{'points':>14}")
+    for r in points:
+        amount = Decimal(r["amount"]).scaleb(-r["decimals"]).normalize()
+        print(f"{r['validator']:<44}{amount:>24,f} {r['asset']:<3}{r['points']:>14,.2f}")
+    mismatches, readings = await verify(demo_config, pool)
+    print(
+        f"\nverify against the chain: {readings} readings (stakingPools, balanceOf, totalSupply), "
+        f"{len(mismatches)} mismatches"
+    )
+    print("\nin Postgres: table `events`; views v_indexer_status, v_validator_points, v_staker_positions, ...")
