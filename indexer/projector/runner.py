@@ -22,7 +22,7 @@ from indexer.projector.fold import fold
 from indexer.projector.state import EMPTY, ProjectionState, canonical_order
 from indexer.store.projections import load_state, read_events, replace_all, save_changes, write_assets
 
-BATCH = 50_000  # events read per chain per step
+BATCH = 200_000  # events read per chain per fold
 log = structlog.get_logger(__name__)
 
 

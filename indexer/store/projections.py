@@ -26,6 +26,7 @@ class Table:
     changed: Callable[[Changes], Iterable[tuple]]
     rows: Callable[[ProjectionState, Iterable[tuple]], list[Row]]  # rows of the keys still present
     all_keys: Callable[[ProjectionState], Iterable[tuple]]
+    one_row_per_key: bool = True  # then changed rows are upserted, only vanished keys deleted
 
 
 def _plain(attribute: str) -> Callable[[ProjectionState, Iterable[tuple]], list[Row]]:
@@ -80,7 +81,7 @@ TABLES = (
     Table("lst_tokens", ("chain", "contract", "token_id"), ("owner", "pool"), lambda c: c.tokens, _token_rows,
           lambda s: s.token_owners.keys() | s.token_pools.keys()),
     Table("pending_withdrawals", ("chain", "contract", "staker"), ("position", "amount", "unlock_time"),
-          lambda c: c.withdrawals, _withdrawal_rows, lambda s: s.withdrawals.keys()),
+          lambda c: c.withdrawals, _withdrawal_rows, lambda s: s.withdrawals.keys(), one_row_per_key=False),
     Table("projector_cursor", ("chain",), ("block_time", "block_number", "log_index", "tx_hash"),
           lambda c: ((chain,) for chain in c.watermarks), _cursor_rows, lambda s: ((c,) for c in s.watermarks)),
 )  # fmt: skip
@@ -99,7 +100,7 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-async def _insert(conn: asyncpg.Connection, table: Table, rows: list[Row]) -> None:
+async def _insert(conn: asyncpg.Connection, table: Table, rows: list[Row], *, upsert: bool = False) -> None:
     columns = [*table.keys, *table.values]
     stage = f"stage_{table.name}"
     await conn.execute(
@@ -107,27 +108,43 @@ async def _insert(conn: asyncpg.Connection, table: Table, rows: list[Row]) -> No
     )
     await conn.copy_records_to_table(stage, records=[tuple(map(_text, row)) for row in rows], columns=columns)
     selected = ", ".join(_CASTS.get(c, "{}").format(c) for c in columns)
+    conflict = ""
+    if upsert:
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in table.values)
+        conflict = f" ON CONFLICT ({', '.join(table.keys)}) DO UPDATE SET {updates}"
     await conn.execute(
-        f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT {selected} FROM {stage}; TRUNCATE {stage}"
+        f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT {selected} FROM {stage}{conflict}; TRUNCATE {stage}"
+    )
+
+
+async def _delete(conn: asyncpg.Connection, table: Table, keys: list[tuple]) -> None:
+    columns = list(zip(*keys, strict=True))
+    condition = " AND ".join(f"t.{name} = k.{name}" for name in table.keys)
+    unnest = ", ".join(f"${i + 1}::{_KEY_TYPES.get(name, 'text')}[]" for i, name in enumerate(table.keys))
+    await conn.execute(
+        f"DELETE FROM {table.name} t USING unnest({unnest}) AS k({', '.join(table.keys)}) WHERE {condition}",
+        *[list(column) for column in columns],
     )
 
 
 async def save_changes(conn: asyncpg.Connection, state: ProjectionState, changes: Changes) -> None:
-    """Rewrite the rows of every changed key (delete, then insert what the state still holds); caller's transaction."""
+    """Write the rows of every changed key and delete the rows of keys gone from the state; caller's transaction."""
     for table in TABLES:
         keys = list(table.changed(changes))
         if not keys:
             continue
-        columns = list(zip(*keys, strict=True))
-        condition = " AND ".join(f"t.{name} = k.{name}" for name in table.keys)
-        unnest = ", ".join(f"${i + 1}::{_KEY_TYPES.get(name, 'text')}[]" for i, name in enumerate(table.keys))
-        await conn.execute(
-            f"DELETE FROM {table.name} t USING unnest({unnest}) AS k({', '.join(table.keys)}) WHERE {condition}",
-            *[list(column) for column in columns],
-        )
         rows = table.rows(state, keys)
-        if rows:
-            await _insert(conn, table, rows)
+        if table.one_row_per_key:
+            present = {row[: len(table.keys)] for row in rows}
+            gone = [key for key in keys if key not in present]
+            if gone:
+                await _delete(conn, table, gone)
+            if rows:
+                await _insert(conn, table, rows, upsert=True)
+        else:
+            await _delete(conn, table, keys)
+            if rows:
+                await _insert(conn, table, rows)
 
 
 async def replace_all(conn: asyncpg.Connection, state: ProjectionState) -> None:
