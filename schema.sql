@@ -47,6 +47,16 @@ CREATE TABLE IF NOT EXISTS chain_cursors (
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
 
+-- Owned by the chain watchers: the contracts each chain's cursor covers. A contract
+-- added to the config later, with an earlier start block, rewinds the cursor so
+-- its history is indexed (events already stored are kept and not duplicated).
+CREATE TABLE IF NOT EXISTS chain_contracts (
+    chain       text   NOT NULL,
+    address     text   NOT NULL,
+    start_block bigint NOT NULL,
+    PRIMARY KEY (chain, address)
+);
+
 -- Owned by the chain watchers: hashes of recently indexed blocks, to find the
 -- common ancestor when a reorg is detected. Trimmed to a window per chain.
 CREATE TABLE IF NOT EXISTS recent_blocks (
@@ -198,7 +208,7 @@ CREATE TABLE IF NOT EXISTS projector_state (
     id             boolean PRIMARY KEY DEFAULT true CHECK (id),
     reorgs_seen    bigint NOT NULL DEFAULT 0,
     frontier_time  bigint,           -- events up to this block time are folded
-    chains         text[],           -- the chains the projections cover
+    coverage       text[],           -- the chains and contracts ("chain/address") the projections cover
     updated_at     timestamptz NOT NULL DEFAULT now()
 );
 

@@ -17,8 +17,8 @@ import asyncpg
 import structlog
 
 from indexer.batch import Batch, BlockRef
-from indexer.errors import ReorgDetected, ReorgTooDeep, RetryableError, RpcError
-from indexer.store.cursors import load_cursor, load_recent_blocks, record_head
+from indexer.errors import FatalError, ReorgDetected, ReorgTooDeep, RetryableError, RpcError
+from indexer.store.cursors import adopt_contracts, known_contracts, load_cursor, load_recent_blocks, record_head
 from indexer.store.events import rewind, write_batch
 
 log = structlog.get_logger(__name__)
@@ -65,6 +65,7 @@ class Watcher:
         """Index to the confirmed head; with `once` return then, else keep following until `stop` is set."""
         backoff = self.chain.poll_interval_seconds
         failures = 0
+        await self.adopt_contracts()
         while not stop.is_set():
             try:
                 await self.catch_up(stop, follow_head=not once)
@@ -118,6 +119,30 @@ class Watcher:
             fetcher.cancel()  # after a stop: nothing more is wanted
             decoder.cancel()
         return self.events_written - written_before
+
+    async def adopt_contracts(self) -> None:
+        """Index the history of contracts added to the config after the chain was indexed past their start."""
+        configured = {c.address: c.start_block for c in self.chain.contracts}
+        cursor = await load_cursor(self.pool, self.chain.name)
+        known = await known_contracts(self.pool, self.chain.name)
+        added = {address: start for address, start in configured.items() if address not in known}
+        rewind_to = None
+        if cursor is not None and known and added and min(added.values()) <= cursor.number:
+            earliest = min(added.values())
+            if earliest == 0:
+                raise FatalError(
+                    f"chain {self.chain.name}: contract(s) {', '.join(sorted(added))} added with start_block 0 after "
+                    "the chain was indexed: give them their deployment block as start_block"
+                )
+            rewind_to = (await self.source.blocks([earliest - 1])).get(earliest - 1)
+            if rewind_to is None:
+                raise RetryableError(f"chain {self.chain.name}: the node has no block {earliest - 1}")
+            self.log.warning(
+                "contracts_added", contracts=sorted(added), rewind_to=rewind_to.number, block=cursor.number
+            )
+        if added:
+            async with self.pool.acquire() as conn:
+                await adopt_contracts(conn, self.chain.name, added, rewind_to)
 
     async def repair_reorg(self, cursor: BlockRef) -> BlockRef:
         """Rewind to the newest remembered block the node still has; returns the new cursor."""

@@ -36,6 +36,7 @@ TABLES = (
     "pending_withdrawals",
     "projector_cursor",
     "projector_state",
+    "chain_contracts",
 )
 
 

@@ -63,6 +63,9 @@ class Projector:
     def __init__(self, pool: asyncpg.Pool, config, *, batch: int = BATCH) -> None:
         self.pool = pool
         self.chains = sorted(c.name for c in config.chains if c.kind == "evm")
+        self.coverage = sorted(
+            [*self.chains, *(f"{c.name}/{k.address}" for c in config.chains if c.kind == "evm" for k in c.contracts)]
+        )
         self.assets = asset_weights(config)
         self.batch = batch
         self.state: ProjectionState | None = None
@@ -71,10 +74,10 @@ class Projector:
     async def step(self) -> int:
         """Fold every event that is confirmed on all chains and not folded yet; returns how many."""
         if self.state is None:
-            covered = await self.pool.fetchval("SELECT chains FROM projector_state")
-            if covered is not None and sorted(covered) != self.chains:
-                self.log.warning("chains_changed", projected=sorted(covered), configured=self.chains)
-                return await self.reproject()  # the projections must cover exactly the configured chains
+            covered = await self.pool.fetchval("SELECT coverage FROM projector_state")
+            if covered is not None and sorted(covered) != self.coverage:
+                self.log.warning("coverage_changed", projected=sorted(covered), configured=self.coverage)
+                return await self.reproject()  # the projections must cover exactly the configured chains/contracts
             await write_assets(self.pool, self.assets)
             self.state = await load_state(self.pool)
         frontier = await self._frontier()
@@ -173,14 +176,14 @@ class Projector:
 
     async def _remember(self, conn, frontier_time: int | None, reorgs_seen: int) -> None:
         await conn.execute(
-            """INSERT INTO projector_state (id, reorgs_seen, frontier_time, chains, updated_at)
+            """INSERT INTO projector_state (id, reorgs_seen, frontier_time, coverage, updated_at)
                VALUES (true, $2, $1, $3, now())
-               ON CONFLICT (id) DO UPDATE SET reorgs_seen = EXCLUDED.reorgs_seen, chains = EXCLUDED.chains,
+               ON CONFLICT (id) DO UPDATE SET reorgs_seen = EXCLUDED.reorgs_seen, coverage = EXCLUDED.coverage,
                    frontier_time = coalesce(EXCLUDED.frontier_time, projector_state.frontier_time),
                    updated_at = now()""",
             frontier_time,
             reorgs_seen,
-            self.chains,
+            self.coverage,
         )
 
 

@@ -47,3 +47,31 @@ async def load_recent_blocks(conn: asyncpg.Connection | asyncpg.Pool, chain: str
         chain,
     )
     return [BlockRef(r["block_number"], r["block_hash"], r["parent_hash"], 0) for r in rows]
+
+
+async def adopt_contracts(
+    conn: asyncpg.Connection, chain: str, contracts: dict[str, int], rewind_to: BlockRef | None
+) -> None:
+    """Record the chain's contracts (address -> start block); with `rewind_to`, move the cursor back there."""
+    async with conn.transaction():
+        if rewind_to is not None:
+            await conn.execute(
+                """UPDATE chain_cursors SET block_number = $2, block_hash = $3, block_time = to_timestamp($4),
+                          updated_at = now() WHERE chain = $1""",
+                chain,
+                rewind_to.number,
+                rewind_to.hash,
+                rewind_to.time,
+            )
+        await conn.execute(
+            """INSERT INTO chain_contracts (chain, address, start_block)
+               SELECT $1, * FROM unnest($2::text[], $3::bigint[]) ON CONFLICT DO NOTHING""",
+            chain,
+            list(contracts),
+            list(contracts.values()),
+        )
+
+
+async def known_contracts(conn: asyncpg.Connection | asyncpg.Pool, chain: str) -> set[str]:
+    """The contracts the chain's cursor covers."""
+    return {r["address"] for r in await conn.fetch("SELECT address FROM chain_contracts WHERE chain = $1", chain)}

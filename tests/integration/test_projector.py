@@ -138,7 +138,7 @@ async def test_a_changed_set_of_chains_rebuilds_the_projections(db, driver, depl
         }
     )
     await index_chains(both, db, asyncio.Event(), once=True)  # "again" has events older than "local"'s cursor
-    assert await db.fetchval("SELECT chains FROM projector_state") == ["again", "local"]
+    assert [c for c in await db.fetchval("SELECT coverage FROM projector_state") if "/" not in c] == ["again", "local"]
     assert await db.fetchval("SELECT amount FROM validator_amounts") == 2 * 3 * 10**18  # both chains, all events
 
 
@@ -152,4 +152,28 @@ async def test_a_pool_named_after_it_was_projected_moves_to_its_name(db, driver,
     await driver.advance_time(5)
     await index_chains(config, db, asyncio.Event(), once=True)
     assert dict(await db.fetch("SELECT validator, amount FROM validator_amounts")) == {"validator-nine": 3 * 10**18}
+    assert (await verify(config, db))[0] == []
+
+
+async def test_a_contract_added_later_gets_its_history_indexed_and_projected(db, driver, deployment, anvil):
+    await driver.stake("native_v1", driver.accounts[1], "0x" + "a1" * 20, 10**18)
+    await driver.stake("native_v2", driver.accounts[2], "validator-one", 4 * 10**18)
+    await driver.advance_time(5)
+    everything = chain_config(deployment, [anvil.url], confirmations=0, start_block=1)
+    without_v2 = everything | {"contracts": [c for c in everything["contracts"] if c["name"] != "klyeth"]}
+    await index_chains(parse_config({"chains": [without_v2]}), db, asyncio.Event(), once=True)
+    assert await db.fetchval("SELECT count(*) FROM events WHERE contract = $1", deployment.native_v2) == 0
+
+    config = parse_config({"chains": [everything]})
+    await index_chains(config, db, asyncio.Event(), once=True)
+    fresh = parse_config({"chains": [everything | {"name": "fresh"}]})
+    await index_chains(fresh, db, asyncio.Event(), once=True, project=False)
+    log = """SELECT tx_hash, log_index, event_type, pool, amount FROM events
+              WHERE chain = $1 ORDER BY block_number, log_index"""
+    assert [tuple(r) for r in await db.fetch(log, "local")] == [tuple(r) for r in await db.fetch(log, "fresh")]
+    assert (
+        await db.fetchval("SELECT count(*) FROM events WHERE chain = 'local' AND contract = $1", deployment.native_v2)
+        == 2
+    )
+    assert await db.fetchval("SELECT amount FROM validator_amounts WHERE validator = 'validator-one'") == 4 * 10**18
     assert (await verify(config, db))[0] == []
