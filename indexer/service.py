@@ -12,6 +12,7 @@ import structlog
 
 from indexer.chains.evm import EvmSource
 from indexer.chains.rpc import RpcClient
+from indexer.chains.social import SocialSource
 from indexer.decode.calldata import names_by_hash
 from indexer.projector.runner import Projector, run_projector
 from indexer.runtime import tune_gc
@@ -44,12 +45,15 @@ async def index_chains(config, pool: asyncpg.Pool, stop: asyncio.Event, *, once:
     """Run every chain's watcher and the projector until done (`once`) or until `stop` is set."""
     known = await load_pool_names(pool) | names_by_hash(v.id for v in config.validators)
     sources = [build_source(chain, known) for chain in config.chains if chain.kind == "evm"]
+    socials = [SocialSource(chain) for chain in config.chains if chain.kind == "social"]
     projector = Projector(pool, config) if project else None
     try:
         async with asyncio.TaskGroup() as group:
             for source in sources:
                 watcher = Watcher(source, source.chain, pool)
                 group.create_task(watcher.run(stop, once=once), name=f"watch:{source.name}")
+            for social in socials:
+                group.create_task(social.run(pool, stop, once=once), name=f"social:{social.name}")
             if projector is not None and not once:
                 interval = min((c.poll_interval_seconds for c in config.chains), default=1.0)
                 group.create_task(run_projector(projector, stop, interval=interval), name="projector")
@@ -58,6 +62,8 @@ async def index_chains(config, pool: asyncpg.Pool, stop: asyncio.Event, *, once:
     finally:
         for source in sources:
             await source.close()
+        for social in socials:
+            await social.close()
 
 
 async def run(config, *, once: bool) -> None:

@@ -144,7 +144,7 @@ class Projector:
         per_chain: dict[str, list[Event]] = {}
         for chain, (block, last_time) in limits.items():
             mark = self.state.watermarks.get(chain)
-            after = (mark[1], mark[2]) if mark else (-1, -1)
+            after = (mark[1], mark[2], mark[3]) if mark else (-1, -1, "")
             per_chain[chain] = await read_events(self.pool, chain, after, block, last_time, self.batch)
         truncated = [events[-1] for events in per_chain.values() if len(events) == self.batch]
         merged = sorted((e for events in per_chain.values() for e in events), key=canonical_order)

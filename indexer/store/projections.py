@@ -206,9 +206,9 @@ SELECT e.chain, e.chain_id, e.contract, e.contract_kind, e.contract_version, e.b
        e.counterparty, e.pool, e.pool_hash, e.amount::text, e.token_id::text,
        extract(epoch FROM e.unlock_time)::bigint
   FROM events e
- WHERE e.chain = $1 AND (e.block_number, e.log_index) > ($2, $3) AND e.block_number <= $4
+ WHERE e.chain = $1 AND (e.block_number, e.log_index, e.tx_hash) > ($2, $3, $7) AND e.block_number <= $4
    AND e.block_time <= to_timestamp($5)
- ORDER BY e.block_number, e.log_index
+ ORDER BY e.block_number, e.log_index, e.tx_hash
  LIMIT $6
 """
 
@@ -216,13 +216,13 @@ SELECT e.chain, e.chain_id, e.contract, e.contract_kind, e.contract_version, e.b
 async def read_events(
     conn: asyncpg.Connection | asyncpg.Pool,
     chain: str,
-    after: tuple[int, int],
+    after: tuple[int, int, str],
     up_to_block: int,
     up_to_time: int,
     limit: int,
 ) -> list[Event]:
-    """The chain's next events after `after` = (block, log index), in chain order, bounded by block and time."""
-    rows = await conn.fetch(_EVENT_SELECT, chain, after[0], after[1], up_to_block, up_to_time, limit)
+    """The chain's next events after `after` = (block, log index, tx hash), in chain order, up to block and time."""
+    rows = await conn.fetch(_EVENT_SELECT, chain, after[0], after[1], up_to_block, up_to_time, limit, after[2])
     return [
         Event(*r[:10], EventType(r[10]), *r[11:16], None if r[16] is None else int(r[16]),
               None if r[17] is None else int(r[17]), r[18])

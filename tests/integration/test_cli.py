@@ -100,3 +100,33 @@ def test_environment_expansion_reaches_the_process(tmp_path, database_dsn, deplo
         [*INDEXER, "--config", str(config), "run", "--once"], capture_output=True, text=True, env=env, timeout=60
     )
     assert result.returncode == 0, result.stderr
+
+
+async def test_one_process_indexes_an_evm_chain_and_a_social_feed(
+    db, database_dsn, driver, deployment, anvil, tmp_path
+):
+    import json
+
+    from eth_account import Account
+    from eth_account.messages import encode_defunct
+
+    staker = Account.create()
+    record = {"staker": staker.address, "validator": "validator-one", "points": 250, "action": "delegate",
+              "nonce": 1, "issued_at": int(time.time()) - 10, "deadline": int(time.time()) + 3600}  # fmt: skip
+    message = "\n".join([
+        "Klyntar social delegation", f"staker: {staker.address.lower()}", "validator: validator-one",
+        "action: delegate", "points: 250", "nonce: 1", f"issued_at: {record['issued_at']}",
+        f"deadline: {record['deadline']}",
+    ])  # fmt: skip
+    record["signature"] = "0x" + Account.sign_message(encode_defunct(text=message), staker.key).signature.hex()
+    feed = tmp_path / "feed.jsonl"
+    feed.write_text(json.dumps(record) + "\n")
+    receipt = await driver.stake("native_v1", driver.accounts[1], "0x" + "a1" * 20, 10**18)
+    social = {"name": "social", "kind": "social", "url": str(feed), "poll_interval_seconds": 0.2}
+    config = write_config(tmp_path / "chains.yaml", database_dsn, [chain_config(deployment, [anvil.url]), social])
+    result = run_cli(config, "run", "--once")
+    assert result.returncode == 0, result.stderr
+    assert await db.fetchval("SELECT count(*) FROM events WHERE tx_hash = $1",
+                             receipt["transactionHash"].to_0x_hex()) == 2  # fmt: skip
+    row = await db.fetchrow("SELECT event_type, staker, pool, amount FROM events WHERE chain = 'social'")
+    assert tuple(row) == ("social_delegate", staker.address.lower(), "validator-one", 250)
