@@ -9,11 +9,14 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import structlog
+from prometheus_client import CollectorRegistry
 
 from indexer.chains.evm import EvmSource
 from indexer.chains.rpc import RpcClient
 from indexer.chains.social import SocialSource
 from indexer.decode.calldata import names_by_hash
+from indexer.http import HttpServer
+from indexer.metrics import Metrics
 from indexer.projector.runner import Projector, run_projector
 from indexer.runtime import tune_gc
 from indexer.store.cursors import load_pool_names
@@ -35,22 +38,25 @@ async def open_database(config) -> AsyncIterator[asyncpg.Pool]:
         await pool.close()
 
 
-def build_source(chain, known_pools: dict[str, str]) -> EvmSource:
+def build_source(chain, known_pools: dict[str, str], metrics: Metrics | None = None) -> EvmSource:
     """The source for one configured chain."""
-    rpc = RpcClient(chain.name, chain.rpc, timeout=chain.request_timeout_seconds)
+    observer = metrics.rpc_observer(chain.name) if metrics is not None else None
+    rpc = RpcClient(chain.name, chain.rpc, timeout=chain.request_timeout_seconds, observer=observer)
     return EvmSource(chain, rpc, known_pools)
 
 
-async def index_chains(config, pool: asyncpg.Pool, stop: asyncio.Event, *, once: bool, project: bool = True) -> None:
+async def index_chains(
+    config, pool: asyncpg.Pool, stop: asyncio.Event, *, once: bool, project: bool = True, metrics: Metrics | None = None
+) -> None:
     """Run every chain's watcher and the projector until done (`once`) or until `stop` is set."""
     known = await load_pool_names(pool) | names_by_hash(v.id for v in config.validators)
-    sources = [build_source(chain, known) for chain in config.chains if chain.kind == "evm"]
+    sources = [build_source(chain, known, metrics) for chain in config.chains if chain.kind == "evm"]
     socials = [SocialSource(chain) for chain in config.chains if chain.kind == "social"]
     projector = Projector(pool, config) if project else None
     try:
         async with asyncio.TaskGroup() as group:
             for source in sources:
-                watcher = Watcher(source, source.chain, pool)
+                watcher = Watcher(source, source.chain, pool, metrics=metrics)
                 group.create_task(watcher.run(stop, once=once), name=f"watch:{source.name}")
             for social in socials:
                 group.create_task(social.run(pool, stop, once=once), name=f"social:{social.name}")
@@ -73,9 +79,19 @@ async def run(config, *, once: bool) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, _request_stop, stop, sig)
+    metrics = Metrics(CollectorRegistry())
     try:
         async with open_database(config) as pool:
-            await index_chains(config, pool, stop, once=once)
+            server = None
+            if not once:  # `run --once` is for scripts: no port to clash on
+                watched = [c for c in config.chains if c.kind == "evm"]
+                server = HttpServer(metrics, pool, watched, projected_chains=[c.name for c in watched])
+                await server.start(config.http.host, config.http.port)
+            try:
+                await index_chains(config, pool, stop, once=once, metrics=metrics)
+            finally:
+                if server is not None:
+                    await server.stop()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

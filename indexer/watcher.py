@@ -9,6 +9,7 @@ commit, then returns; nothing half-written is ever visible.
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
@@ -52,8 +53,11 @@ class Source(Protocol):
 class Watcher:
     """Indexes one chain into the event log."""
 
-    def __init__(self, source: Source, chain: Any, pool: asyncpg.Pool, *, keep_blocks: int | None = None) -> None:
+    def __init__(
+        self, source: Source, chain: Any, pool: asyncpg.Pool, *, keep_blocks: int | None = None, metrics: Any = None
+    ) -> None:
         self.source = source
+        self.metrics = metrics
         self.chain = chain
         self.pool = pool
         self.keep_blocks = keep_blocks if keep_blocks is not None else max(2 * chain.confirmations, 64)
@@ -168,6 +172,8 @@ class Watcher:
             depth=cursor.number - ancestor.number,
             events_removed=removed,
         )
+        if self.metrics is not None:
+            self.metrics.reorg(self.chain.name, cursor.number - ancestor.number)
         return ancestor
 
     async def _fetch(
@@ -175,6 +181,8 @@ class Watcher:
     ) -> None:
         while start <= target and not stop.is_set():
             fetched = await self.source.fetch_logs(start, target, headers_from)
+            if self.metrics is not None:
+                self.metrics.log_range_fetched(self.chain.name, fetched.last.number - start + 1)
             await out.put(fetched)
             start = fetched.last.number + 1
         await out.put(_DONE)
@@ -200,6 +208,11 @@ class Watcher:
                     keep_blocks=self.keep_blocks,
                 )
             self.events_written += new
+            if self.metrics is not None:
+                by_type = collections.Counter(e.event_type.value for e in batch.events)
+                self.metrics.batch_indexed(
+                    self.chain.name, batch.last.number, head, confirmed, by_type, batch.last.time
+                )
             self.log.info(
                 "batch_indexed",
                 block=batch.last.number,

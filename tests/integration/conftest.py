@@ -14,6 +14,7 @@ import yaml
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from indexer.localchain import Anvil, Deployment, Driver, deploy_all
+from indexer.localchain.anvil import free_port
 
 
 @pytest.fixture(scope="session")
@@ -61,6 +62,7 @@ def write_config(path: Path, dsn: str, chains: list[dict[str, Any]], **top: Any)
     """Write a chains.yaml for the CLI under test."""
     document = {
         "database": {"dsn": dsn},
+        "http": {"listen": f"127.0.0.1:{free_port()}"},  # every `indexer run` under test serves on its own port
         "validators": [{"id": "validator-one", "commission_bps": 1000}],
         "chains": chains,
     } | top

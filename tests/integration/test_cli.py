@@ -8,6 +8,10 @@ import signal
 import subprocess
 import time
 
+import aiohttp
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
 from indexer.localchain import realistic_mix
 from indexer.localchain.anvil import free_port
 from tests.integration.conftest import INDEXER, chain_config, write_config
@@ -53,6 +57,16 @@ async def test_run_follows_new_blocks_and_exits_zero_on_sigterm(db, database_dsn
         ):
             await asyncio.sleep(0.05)
         assert await db.fetchval("SELECT count(*) FROM events WHERE tx_hash = $1", tx) == 2
+
+        listen = yaml.safe_load(config.read_text())["http"]["listen"]
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://{listen}/readyz") as ready:
+                assert ready.status == 200, await ready.text()
+            async with http.get(f"http://{listen}/metrics") as scrape:
+                families = {f.name: f for f in text_string_to_metric_families(await scrape.text())}
+        indexed = {s.labels["chain"]: s.value for s in families["indexer_indexed_block"].samples}
+        cursor = await db.fetchval("SELECT block_number FROM chain_cursors WHERE chain = 'local'")
+        assert indexed["local"] == cursor
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0, process.stderr.read()
     finally:
