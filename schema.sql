@@ -47,6 +47,15 @@ CREATE TABLE IF NOT EXISTS chain_cursors (
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
 
+-- Owned by the chain watchers and feed sources: how each source is doing right now.
+CREATE TABLE IF NOT EXISTS chain_health (
+    chain      text PRIMARY KEY,
+    state      text NOT NULL CHECK (state IN ('ok', 'retrying', 'failed')),
+    error      text,                  -- the last error, secrets redacted
+    since      timestamptz NOT NULL DEFAULT now(),   -- when `state` began
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+
 -- Owned by the chain watchers: the contracts each chain's cursor covers. A contract
 -- added to the config later, with an earlier start block, rewinds the cursor so
 -- its history is indexed (events already stored are kept and not duplicated).
@@ -91,7 +100,7 @@ CREATE TABLE IF NOT EXISTS pool_names (
 
 -- Dashboards: one row per chain.
 CREATE OR REPLACE VIEW v_indexer_status AS
-SELECT c.chain,
+SELECT coalesce(c.chain, h.chain)                  AS chain,
        c.head_block,
        c.block_number                              AS indexed_block,
        c.confirmed_block,
@@ -99,8 +108,12 @@ SELECT c.chain,
        c.updated_at,
        c.block_time                                AS indexed_block_time,
        (SELECT count(*) FROM events e
-         WHERE e.chain = c.chain AND e.pool IS NULL AND e.pool_hash IS NOT NULL) AS unresolved_pools
-  FROM chain_cursors c;
+         WHERE e.chain = c.chain AND e.pool IS NULL AND e.pool_hash IS NOT NULL) AS unresolved_pools,
+       coalesce(h.state, 'ok')                     AS state,
+       h.error,
+       h.since                                     AS state_since
+  FROM chain_cursors c
+  FULL JOIN chain_health h ON h.chain = c.chain;
 
 -- The projector's view of each chain: up to which block and block time it is confirmed.
 CREATE OR REPLACE VIEW v_chain_frontier AS

@@ -15,11 +15,12 @@ from indexer.chains.evm import EvmSource
 from indexer.chains.rpc import RpcClient
 from indexer.chains.social import SocialSource
 from indexer.decode.calldata import names_by_hash
+from indexer.errors import IndexerError
 from indexer.http import HttpServer
 from indexer.metrics import Metrics
 from indexer.projector.runner import Projector, run_projector
 from indexer.runtime import tune_gc
-from indexer.store.cursors import load_pool_names
+from indexer.store.cursors import load_pool_names, record_health
 from indexer.store.database import apply_schema, create_pool, embedded_dsn
 from indexer.watcher import Watcher
 
@@ -53,11 +54,12 @@ async def index_chains(
     sources = [build_source(chain, known, metrics) for chain in config.chains if chain.kind == "evm"]
     socials = [SocialSource(chain) for chain in config.chains if chain.kind == "social"]
     projector = Projector(pool, config) if project else None
+    failed: list[IndexerError] = []
     try:
         async with asyncio.TaskGroup() as group:
             for source in sources:
                 watcher = Watcher(source, source.chain, pool, metrics=metrics)
-                group.create_task(watcher.run(stop, once=once), name=f"watch:{source.name}")
+                group.create_task(_isolated(watcher, pool, stop, once, failed), name=f"watch:{source.name}")
             for social in socials:
                 group.create_task(social.run(pool, stop, once=once), name=f"social:{social.name}")
             if projector is not None and not once:
@@ -65,11 +67,25 @@ async def index_chains(
                 group.create_task(run_projector(projector, stop, interval=interval), name="projector")
         if projector is not None and once:
             await projector.step()
+        if failed:
+            raise failed[0]
     finally:
         for source in sources:
             await source.close()
         for social in socials:
             await social.close()
+
+
+async def _isolated(watcher: Watcher, pool: asyncpg.Pool, stop: asyncio.Event, once: bool, failed: list) -> None:
+    """Run one chain; when it fails for good, record it and let the other chains go on (`run`), or stop (`--once`)."""
+    try:
+        await watcher.run(stop, once=once)
+    except IndexerError as exc:
+        await record_health(pool, watcher.chain.name, "failed", str(exc))
+        if once:
+            raise
+        log.error("chain_stopped", chain=watcher.chain.name, error=str(exc))
+        failed.append(exc)  # the process exits non-zero when it stops
 
 
 async def run(config, *, once: bool) -> None:

@@ -5,28 +5,25 @@ from __future__ import annotations
 from indexer.service import open_database
 
 
+def _cell(value) -> str:
+    return "-" if value is None else str(value)
+
+
 async def print_status(config) -> int:
-    """Print one line per chain; returns the exit code."""
+    """Print one line per configured chain (and any other the database knows); exit 1 if one has failed."""
     async with open_database(config) as pool:
-        rows = await pool.fetch("SELECT * FROM v_indexer_status ORDER BY chain")
-    header = ("chain", "head", "indexed", "confirmed", "lag", "unresolved_pools", "updated_at")
-    lines = [header] + [
-        (
-            r["chain"],
-            str(r["head_block"]),
-            str(r["indexed_block"]),
-            str(r["confirmed_block"]),
-            str(r["lag_blocks"]),
-            str(r["unresolved_pools"]),
-            r["updated_at"].isoformat(timespec="seconds"),
-        )
-        for r in rows
-    ]
-    configured = {c.name for c in config.chains}
-    lines += [
-        (name, "-", "-", "-", "-", "-", "never indexed") for name in sorted(configured - {r["chain"] for r in rows})
-    ]
+        rows = {r["chain"]: r for r in await pool.fetch("SELECT * FROM v_indexer_status ORDER BY chain")}
+    header = ("chain", "state", "head", "indexed", "confirmed", "lag", "unresolved_pools", "updated_at", "error")
+    lines = [header]
+    for name in sorted({c.name for c in config.chains} | rows.keys()):
+        r = rows.get(name)
+        if r is None:
+            lines.append((name, "-", "-", "-", "-", "-", "-", "never indexed", "-"))
+            continue
+        updated = r["updated_at"].isoformat(timespec="seconds") if r["updated_at"] else "-"
+        lines.append((name, r["state"], _cell(r["head_block"]), _cell(r["indexed_block"]), _cell(r["confirmed_block"]),
+                      _cell(r["lag_blocks"]), _cell(r["unresolved_pools"]), updated, _cell(r["error"])))  # fmt: skip
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     for line in lines:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
-    return 0
+    return 1 if any(r["state"] == "failed" for r in rows.values()) else 0

@@ -18,8 +18,15 @@ import asyncpg
 import structlog
 
 from indexer.batch import Batch, BlockRef
-from indexer.errors import FatalError, ReorgDetected, ReorgTooDeep, RetryableError, RpcError
-from indexer.store.cursors import adopt_contracts, known_contracts, load_cursor, load_recent_blocks, record_head
+from indexer.errors import FatalError, IndexerError, ReorgDetected, ReorgTooDeep, RetryableError, RpcError
+from indexer.store.cursors import (
+    adopt_contracts,
+    known_contracts,
+    load_cursor,
+    load_recent_blocks,
+    record_head,
+    record_health,
+)
 from indexer.store.events import rewind, write_batch
 
 log = structlog.get_logger(__name__)
@@ -81,11 +88,14 @@ class Watcher:
                 failures += 1
                 # `--once` gives up at once when every RPC URL failed, and after a few tries on bad answers
                 if retryable is None or (once and (isinstance(retryable, RpcError) or failures >= ONCE_ATTEMPTS)):
-                    raise retryable or exc from None
+                    raise retryable or _unwrapped(exc) from None
                 self.log.warning("retrying", error=str(retryable), in_seconds=round(backoff, 2))
+                await record_health(self.pool, self.chain.name, "retrying", str(retryable))
                 await _sleep_unless(stop, backoff)
                 backoff = min(backoff * 2, 60.0)
                 continue
+            if failures:
+                await record_health(self.pool, self.chain.name, "ok", None)
             failures = 0
             backoff = self.chain.poll_interval_seconds
             if once:
@@ -234,6 +244,16 @@ def _retryable(exc: BaseException) -> RetryableError | None:
         if inner and all(e is not None for e in inner):
             return inner[0]
     return None
+
+
+def _unwrapped(exc: BaseException) -> BaseException:
+    """The indexer's own error inside a task group's exception, if there is one."""
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _unwrapped(inner)
+            if isinstance(found, IndexerError):
+                return found
+    return exc
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:

@@ -37,6 +37,7 @@ TABLES = (
     "projector_cursor",
     "projector_state",
     "chain_contracts",
+    "chain_health",
 )
 
 

@@ -75,3 +75,15 @@ async def adopt_contracts(
 async def known_contracts(conn: asyncpg.Connection | asyncpg.Pool, chain: str) -> set[str]:
     """The contracts the chain's cursor covers."""
     return {r["address"] for r in await conn.fetch("SELECT address FROM chain_contracts WHERE chain = $1", chain)}
+
+
+async def record_health(conn: asyncpg.Connection | asyncpg.Pool, chain: str, state: str, error: str | None) -> None:
+    """Note how a source is doing: 'ok', 'retrying' (with the error) or 'failed' (stopped, with the error)."""
+    await conn.execute(
+        """INSERT INTO chain_health AS h (chain, state, error, since, updated_at) VALUES ($1, $2, $3, now(), now())
+           ON CONFLICT (chain) DO UPDATE SET error = EXCLUDED.error, updated_at = now(),
+               since = CASE WHEN h.state = EXCLUDED.state THEN h.since ELSE now() END, state = EXCLUDED.state""",
+        chain,
+        state,
+        error,
+    )

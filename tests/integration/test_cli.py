@@ -144,3 +144,64 @@ async def test_one_process_indexes_an_evm_chain_and_a_social_feed(
                              receipt["transactionHash"].to_0x_hex()) == 2  # fmt: skip
     row = await db.fetchrow("SELECT event_type, staker, pool, amount FROM events WHERE chain = 'social'")
     assert tuple(row) == ("social_delegate", staker.address.lower(), "validator-one", 250)
+
+
+async def test_a_failing_chain_shows_in_status_and_does_not_stop_the_others(
+    db, database_dsn, driver, deployment, anvil, tmp_path
+):
+    dead = chain_config(deployment, [f"http://127.0.0.1:{free_port()}/v2/abcdefghij0123456789secret"], name="dead")
+    config = write_config(tmp_path / "chains.yaml", database_dsn, [chain_config(deployment, [anvil.url]), dead])
+    process = subprocess.Popen([*INDEXER, "--config", str(config), "run"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        receipt = await driver.stake("native_v1", driver.accounts[1], "0x" + "a1" * 20, 10**18)
+        tx = receipt["transactionHash"].to_0x_hex()
+        for _ in range(200):
+            state = await db.fetchval("SELECT state FROM v_indexer_status WHERE chain = 'dead'")
+            if state == "retrying" and await db.fetchval("SELECT count(*) FROM events WHERE tx_hash = $1", tx):
+                break
+            await asyncio.sleep(0.1)
+        assert await db.fetchval("SELECT count(*) FROM events WHERE tx_hash = $1", tx) == 2  # the healthy chain goes on
+        row = await db.fetchrow("SELECT state, error FROM v_indexer_status WHERE chain = 'dead'")
+        assert row["state"] == "retrying" and "failed on every RPC URL" in row["error"]
+        assert "secret" not in row["error"]
+        status = run_cli(config, "status")
+        assert status.returncode == 0, status.stderr
+        assert "dead" in status.stdout and "retrying" in status.stdout
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0, process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+async def test_a_chain_that_fails_for_good_stops_alone_and_the_process_exits_non_zero(
+    db, database_dsn, driver, deployment, anvil, tmp_path
+):
+    wrong = chain_config(deployment, [anvil.url], name="wrong")
+    wrong["contracts"] = [c | {"version": 1} for c in wrong["contracts"] if c["name"] == "klyeth"]  # really v2
+    config = write_config(tmp_path / "chains.yaml", database_dsn, [chain_config(deployment, [anvil.url]), wrong])
+    await driver.stake("native_v2", driver.accounts[1], "validator-one", 10**18)
+    process = subprocess.Popen([*INDEXER, "--config", str(config), "run"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        for _ in range(200):
+            if await db.fetchval("SELECT state FROM v_indexer_status WHERE chain = 'wrong'") == "failed":
+                break
+            await asyncio.sleep(0.1)
+        row = await db.fetchrow("SELECT state, error FROM v_indexer_status WHERE chain = 'wrong'")
+        assert row["state"] == "failed" and "kind" in row["error"] and "version" in row["error"]
+        receipt = await driver.stake("native_v1", driver.accounts[2], "0x" + "a1" * 20, 10**18)
+        tx = receipt["transactionHash"].to_0x_hex()
+        for _ in range(200):  # the healthy chain still follows new blocks
+            if await db.fetchval("SELECT count(*) FROM events WHERE tx_hash = $1", tx):
+                break
+            await asyncio.sleep(0.1)
+        assert await db.fetchval("SELECT count(*) FROM events WHERE tx_hash = $1 AND chain = 'local'", tx) == 2
+        assert run_cli(config, "status").returncode == 1
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 1
+        assert "indexer: error:" in process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
