@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from indexer.chains.evm import EvmSource
 from indexer.chains.rpc import RpcClient
 from indexer.chains.social import SocialSource
+from indexer.chains.tron import TronSource
 from indexer.decode.calldata import names_by_hash
 from indexer.errors import IndexerError
 from indexer.http import HttpServer
@@ -25,6 +26,7 @@ from indexer.store.database import apply_schema, create_pool, embedded_dsn
 from indexer.watcher import Watcher
 
 log = structlog.get_logger(__name__)
+NODE_CHAINS = ("evm", "tron")  # chains with blocks, followed by a Watcher
 
 
 @contextlib.asynccontextmanager
@@ -39,8 +41,10 @@ async def open_database(config) -> AsyncIterator[asyncpg.Pool]:
         await pool.close()
 
 
-def build_source(chain, known_pools: dict[str, str], metrics: Metrics | None = None) -> EvmSource:
-    """The source for one configured chain."""
+def build_source(chain, known_pools: dict[str, str], metrics: Metrics | None = None) -> EvmSource | TronSource:
+    """The source for one configured chain (EVM or TRON)."""
+    if chain.kind == "tron":
+        return TronSource(chain, pool_names=known_pools)
     observer = metrics.rpc_observer(chain.name) if metrics is not None else None
     rpc = RpcClient(chain.name, chain.rpc, timeout=chain.request_timeout_seconds, observer=observer)
     return EvmSource(chain, rpc, known_pools)
@@ -51,7 +55,7 @@ async def index_chains(
 ) -> None:
     """Run every chain's watcher and the projector until done (`once`) or until `stop` is set."""
     known = await load_pool_names(pool) | names_by_hash(v.id for v in config.validators)
-    sources = [build_source(chain, known, metrics) for chain in config.chains if chain.kind == "evm"]
+    sources = [build_source(chain, known, metrics) for chain in config.chains if chain.kind in NODE_CHAINS]
     socials = [SocialSource(chain) for chain in config.chains if chain.kind == "social"]
     projector = Projector(pool, config) if project else None
     failed: list[IndexerError] = []
@@ -100,7 +104,7 @@ async def run(config, *, once: bool) -> None:
         async with open_database(config) as pool:
             server = None
             if not once:  # `run --once` is for scripts: no port to clash on
-                watched = [c for c in config.chains if c.kind == "evm"]
+                watched = [c for c in config.chains if c.kind in NODE_CHAINS]
                 server = HttpServer(metrics, pool, watched, projected_chains=[c.name for c in watched])
                 await server.start(config.http.host, config.http.port)
             try:

@@ -116,6 +116,9 @@ class Watcher:
                 raise RetryableError(f"chain {self.chain.name}: the node has no block {cursor.number} (lagging node?)")
             cursor = await self.repair_reorg(cursor)
         confirmed = head - self.chain.confirmations
+        final = getattr(self.source, "solidified", None)  # TRON: the node says which block is final
+        if final is not None:
+            confirmed = min(confirmed, await final())
         target = head if follow_head else confirmed
         start = cursor.number + 1 if cursor else self.start_block
         if start > target:

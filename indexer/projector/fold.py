@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from indexer.events import Event, EventType
 from indexer.projector.draft import Draft
 from indexer.projector.state import (
-    ZERO_ADDRESS,
+    ZERO_ADDRESSES,
     Changes,
     Pending,
     ProjectionError,
@@ -125,12 +125,12 @@ def _transfer(draft: Draft, event: Event) -> None:
     if event.contract_kind == "erc721":
         token = _token(event)
         owner = draft.token_owners.get(token)
-        if owner != (None if sender == ZERO_ADDRESS else sender):
+        if owner != (None if sender in ZERO_ADDRESSES else sender):
             raise ProjectionError(f"token {token[2]} moved from {sender} but held by {owner} in {where(event)}")
-        draft.token_owners.set(token, None if receiver == ZERO_ADDRESS else receiver)
-    if sender != ZERO_ADDRESS:
+        draft.token_owners.set(token, None if receiver in ZERO_ADDRESSES else receiver)
+    if sender not in ZERO_ADDRESSES:
         draft.balances.add((event.chain, event.contract, sender), -amount, event, "LST balance")
-    if receiver != ZERO_ADDRESS:
+    if receiver not in ZERO_ADDRESSES:
         draft.balances.add((event.chain, event.contract, receiver), amount, event, "LST balance")
 
 

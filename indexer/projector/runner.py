@@ -62,9 +62,12 @@ class Projector:
 
     def __init__(self, pool: asyncpg.Pool, config, *, batch: int = BATCH) -> None:
         self.pool = pool
-        self.chains = sorted(c.name for c in config.chains if c.kind == "evm")
+        self.chains = sorted(c.name for c in config.chains if c.kind in ("evm", "tron"))
         self.coverage = sorted(
-            [*self.chains, *(f"{c.name}/{k.address}" for c in config.chains if c.kind == "evm" for k in c.contracts)]
+            [
+                *self.chains,
+                *(f"{c.name}/{k.address}" for c in config.chains if c.kind in ("evm", "tron") for k in c.contracts),
+            ]
         )
         self.assets = asset_weights(config)
         self.batch = batch

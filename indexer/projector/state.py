@@ -11,6 +11,8 @@ from indexer.errors import FatalError
 from indexer.events import Event
 
 ZERO_ADDRESS = "0x" + "0" * 40
+# The zero address (mint source, burn target) in each chain's canonical form: EVM hex, TRON base58.
+ZERO_ADDRESSES = frozenset({ZERO_ADDRESS, "T9yD14Nj9j7xAB4dbGeiX9h8unkKHxuWwb"})
 
 ValidatorKey = tuple[str, str]  # (validator, asset)
 PoolKey = tuple[str, str, str]  # (chain, contract, pool): what the contract's `stakingPools(pool)` returns

@@ -585,3 +585,18 @@ def test_pro_rata_shares_are_floor_or_ceiling_of_the_exact_share_by_largest_rema
     assert taken == {h: n for h, n in expected.items() if n}
     assert sum(taken.values()) == amount
     assert all(taken.get(h, 0) <= held for h, held in holdings.items())
+
+
+def test_tron_mints_and_burns_use_the_base58_zero_address():
+    from indexer.config import tron_address
+
+    zero = tron_address("0x" + "00" * 20)
+    holder = "TLa2f6VPqDgRE67v1736s7bJ8Ray5wYjU7"
+    base = dict(chain="tron", chain_id=1, contract="TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t", contract_kind="native",
+                contract_version=1, block_hash="0x", block_time=5, asset="TRX")  # fmt: skip
+    mint = Event(**base, block_number=1, tx_hash="0x1", log_index=0, event_type=EventType.TRANSFER,
+                 staker=zero, counterparty=holder, amount=7)  # fmt: skip
+    burn = Event(**base, block_number=2, tx_hash="0x2", log_index=0, event_type=EventType.TRANSFER,
+                 staker=holder, counterparty=zero, amount=3)  # fmt: skip
+    state, _ = fold(EMPTY, [mint, burn])
+    assert dict(state.balances) == {("tron", "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t", holder): 4}
