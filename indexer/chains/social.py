@@ -16,6 +16,7 @@ re-logged by this instance.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import time
@@ -44,6 +45,7 @@ from indexer.decode.social import (
 )
 from indexer.errors import FatalError
 from indexer.events import EventType
+from indexer.store.cursors import record_health
 from indexer.store.events import write_batch
 
 log = structlog.get_logger(__name__)
@@ -108,6 +110,7 @@ class SocialSource:
         self.accepted_total = 0
         self.polls = 0
         self.failures = 0  # polls that could not read the feed or store its records
+        self._failing = False  # whether the last poll failed (recorded in chain_health)
         self.last_error: str | None = None
         self.log = log.bind(chain=self.name)
         self._session: aiohttp.ClientSession | None = None
@@ -276,6 +279,7 @@ class SocialSource:
     async def run(self, pool: asyncpg.Pool, stop: asyncio.Event, *, once: bool = False) -> None:
         """Poll every `poll_interval_seconds` until `stop` is set (or once). Only a FatalError escapes."""
         while not stop.is_set():
+            failures_before = self.failures
             try:
                 await self.poll_once(pool)
             except FatalError:
@@ -285,6 +289,13 @@ class SocialSource:
                 self.last_error = f"{exc.__class__.__name__}: {exc}"
                 self._stored = None
                 self.log.exception("feed_poll_failed")
+            failing = self.failures > failures_before
+            if failing or self._failing:  # shows in `indexer status` / v_indexer_status
+                self._failing = failing
+                with contextlib.suppress(Exception):
+                    await record_health(
+                        pool, self.name, "retrying" if failing else "ok", self.last_error if failing else None
+                    )
             if once:
                 return
             try:

@@ -311,3 +311,17 @@ async def test_run_once_polls_once(db, tmp_path):
     source = SocialSource(feed(str(path)))
     await source.run(db, asyncio.Event(), once=True)
     assert source.polls == 1 and source.accepted_total == 3
+
+
+async def test_an_unreadable_feed_shows_as_retrying_in_status_and_recovers(db, tmp_path):
+    path = tmp_path / "later.jsonl"
+    source = SocialSource(feed(str(path), name="social"))
+    try:
+        await source.run(db, asyncio.Event(), once=True)
+        row = await db.fetchrow("SELECT state, error FROM v_indexer_status WHERE chain = 'social'")
+        assert row["state"] == "retrying" and row["error"]
+        path.write_text("")
+        await source.run(db, asyncio.Event(), once=True)  # the next poll reads it
+    finally:
+        await source.close()
+    assert await db.fetchval("SELECT state FROM v_indexer_status WHERE chain = 'social'") == "ok"
