@@ -56,7 +56,7 @@ async def index_chains(
     """Run every chain's watcher and the projector until done (`once`) or until `stop` is set."""
     known = await load_pool_names(pool) | names_by_hash(v.id for v in config.validators)
     sources = [build_source(chain, known, metrics) for chain in config.chains if chain.kind in NODE_CHAINS]
-    socials = [SocialSource(chain) for chain in config.chains if chain.kind == "social"]
+    socials = [SocialSource(chain, metrics=metrics) for chain in config.chains if chain.kind == "social"]
     projector = Projector(pool, config) if project else None
     failed: list[IndexerError] = []
     try:

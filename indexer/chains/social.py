@@ -99,8 +99,9 @@ def _is_url(url: str) -> bool:
 class SocialSource:
     """One configured social feed (`kind: social`)."""
 
-    def __init__(self, chain: Any, *, request_timeout: float = REQUEST_TIMEOUT_SECONDS) -> None:
+    def __init__(self, chain: Any, *, request_timeout: float = REQUEST_TIMEOUT_SECONDS, metrics: Any = None) -> None:
         self.chain = chain
+        self.metrics = metrics
         self.name: str = chain.name
         self.url: str = chain.url
         self.asset: str = chain.asset
@@ -266,6 +267,8 @@ class SocialSource:
 
     def _log_rejection(self, item: object, verdict: Rejected) -> None:
         """One log line per rejected record: reason, staker and nonce as given, never the signature."""
+        if self.metrics is not None:
+            self.metrics.feed_rejected(self.name, str(verdict.reason))
         staker: Any = None
         nonce: Any = None
         if verdict.record is not None:

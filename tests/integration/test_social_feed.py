@@ -325,3 +325,23 @@ async def test_an_unreadable_feed_shows_as_retrying_in_status_and_recovers(db, t
     finally:
         await source.close()
     assert await db.fetchval("SELECT state FROM v_indexer_status WHERE chain = 'social'") == "ok"
+
+
+async def test_rejections_are_counted_by_reason_in_the_metrics(db, tmp_path):
+    from prometheus_client import CollectorRegistry
+
+    from indexer.metrics import Metrics
+
+    path = tmp_path / "feed.jsonl"
+    write_jsonl(path, MIXED)
+    registry = CollectorRegistry()
+    source = SocialSource(feed(str(path)), metrics=Metrics(registry))
+    try:
+        await source.poll_once(db, now=NOW)
+    finally:
+        await source.close()
+    counted = {
+        reason: registry.get_sample_value("indexer_feed_records_rejected_total", {"feed": "social", "reason": reason})
+        for reason in EXPECTED_REJECTIONS
+    }
+    assert counted == {reason: float(n) for reason, n in EXPECTED_REJECTIONS.items()}
