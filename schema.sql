@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS chain_health (
     chain      text PRIMARY KEY,
     state      text NOT NULL CHECK (state IN ('ok', 'retrying', 'failed')),
     error      text,                  -- the last error, secrets redacted
+    owner      text,                  -- host:pid of the process indexing it (advisory lock holder)
     since      timestamptz NOT NULL DEFAULT now(),   -- when `state` began
     updated_at timestamptz NOT NULL DEFAULT now()
 );
@@ -111,7 +112,8 @@ SELECT coalesce(c.chain, h.chain)                  AS chain,
          WHERE e.chain = c.chain AND e.pool IS NULL AND e.pool_hash IS NOT NULL) AS unresolved_pools,
        coalesce(h.state, 'ok')                     AS state,
        h.error,
-       h.since                                     AS state_since
+       h.since                                     AS state_since,
+       h.owner
   FROM chain_cursors c
   FULL JOIN chain_health h ON h.chain = c.chain;
 

@@ -19,9 +19,10 @@ from indexer.decode.calldata import names_by_hash
 from indexer.errors import IndexerError
 from indexer.http import HttpServer
 from indexer.metrics import Metrics
+from indexer.ownership import owned, process_name
 from indexer.projector.runner import Projector, run_projector
 from indexer.runtime import tune_gc
-from indexer.store.cursors import load_pool_names, record_health
+from indexer.store.cursors import load_pool_names, record_health, record_owner
 from indexer.store.database import apply_schema, create_pool, embedded_dsn
 from indexer.watcher import Watcher
 
@@ -33,7 +34,7 @@ NODE_CHAINS = ("evm", "tron")  # chains with blocks, followed by a Watcher
 async def open_database(config) -> AsyncIterator[asyncpg.Pool]:
     """The configured database (or the embedded one), schema applied."""
     dsn = config.database.dsn or embedded_dsn()
-    pool = await create_pool(dsn, max_size=max(4, 2 * len(config.chains)))
+    pool = await create_pool(dsn, max_size=2 * len(config.chains) + 4)  # a lock connection per chain, and work
     try:
         await apply_schema(pool)
         yield pool
@@ -63,14 +64,16 @@ async def index_chains(
         async with asyncio.TaskGroup() as group:
             for source in sources:
                 watcher = Watcher(source, source.chain, pool, metrics=metrics)
-                group.create_task(_isolated(watcher, pool, stop, once, failed), name=f"watch:{source.name}")
+                group.create_task(_owned_chain(watcher, pool, stop, once, failed), name=f"watch:{source.name}")
             for social in socials:
                 group.create_task(social.run(pool, stop, once=once), name=f"social:{social.name}")
             if projector is not None and not once:
                 interval = min((c.poll_interval_seconds for c in config.chains), default=1.0)
-                group.create_task(run_projector(projector, stop, interval=interval), name="projector")
+                group.create_task(_owned_projector(projector, pool, stop, interval), name="projector")
         if projector is not None and once:
-            await projector.step()
+            async with owned(pool, "projector", stop, wait=False, retry_seconds=0) as mine:
+                if mine:  # else another process projects
+                    await projector.step()
         if failed:
             raise failed[0]
     finally:
@@ -78,6 +81,29 @@ async def index_chains(
             await source.close()
         for social in socials:
             await social.close()
+
+
+async def _owned_projector(projector: Projector, pool: asyncpg.Pool, stop: asyncio.Event, interval: float) -> None:
+    """Project in exactly one process: the one holding the projector's lock."""
+    async with owned(pool, "projector", stop, wait=True, retry_seconds=interval) as mine:
+        if mine:
+            log.info("projector_owned", owner=process_name())
+            await run_projector(projector, stop, interval=interval)
+
+
+async def _owned_chain(watcher: Watcher, pool: asyncpg.Pool, stop: asyncio.Event, once: bool, failed: list) -> None:
+    """Run one chain while this process holds its lock (waiting for it in `run`; skipping it with `--once`)."""
+    chain = watcher.chain.name
+    async with owned(
+        pool, f"chain:{chain}", stop, wait=not once, retry_seconds=watcher.chain.poll_interval_seconds
+    ) as mine:
+        if not mine:
+            if not stop.is_set():
+                log.info("chain_indexed_elsewhere", chain=chain)
+            return
+        await record_owner(pool, chain, process_name())
+        log.info("chain_owned", chain=chain, owner=process_name())
+        await _isolated(watcher, pool, stop, once, failed)
 
 
 async def _isolated(watcher: Watcher, pool: asyncpg.Pool, stop: asyncio.Event, once: bool, failed: list) -> None:

@@ -93,7 +93,7 @@ def _with_database(dsn: str, name: str) -> str:
 @pytest.fixture
 async def db(database_dsn: str) -> AsyncIterator[asyncpg.Pool]:
     """A pool on the session database, emptied before the test."""
-    pool = await create_pool(database_dsn, max_size=6)
+    pool = await create_pool(database_dsn, max_size=10)
     await pool.execute(f"TRUNCATE {', '.join(TABLES)}")
     yield pool
     await pool.close()

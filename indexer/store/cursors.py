@@ -87,3 +87,13 @@ async def record_health(conn: asyncpg.Connection | asyncpg.Pool, chain: str, sta
         state,
         error,
     )
+
+
+async def record_owner(conn: asyncpg.Connection | asyncpg.Pool, chain: str, owner: str) -> None:
+    """Note which process (host:pid) indexes `chain` now."""
+    await conn.execute(
+        """INSERT INTO chain_health AS h (chain, state, owner) VALUES ($1, 'ok', $2)
+           ON CONFLICT (chain) DO UPDATE SET owner = EXCLUDED.owner, updated_at = now()""",
+        chain,
+        owner,
+    )
