@@ -19,6 +19,7 @@ import structlog
 
 from indexer.batch import Batch, BlockRef
 from indexer.errors import FatalError, IndexerError, ReorgDetected, ReorgTooDeep, RetryableError, RpcError
+from indexer.progress import Progress
 from indexer.store.cursors import (
     adopt_contracts,
     known_contracts,
@@ -132,7 +133,7 @@ class Watcher:
         async with asyncio.TaskGroup() as group:
             fetcher = group.create_task(self._fetch(start, target, headers_from, stop, fetched))
             decoder = group.create_task(self._decode(fetched, decoded))
-            await self._write(decoded, head, confirmed, stop, start)
+            await self._write(decoded, head, confirmed, stop, start, target)
             fetcher.cancel()  # after a stop: nothing more is wanted
             decoder.cancel()
         return self.events_written - written_before
@@ -207,9 +208,10 @@ class Watcher:
         await out.put(_DONE)
 
     async def _write(
-        self, inbox: asyncio.Queue[Any], head: int, confirmed: int, stop: asyncio.Event, first: int
+        self, inbox: asyncio.Queue[Any], head: int, confirmed: int, stop: asyncio.Event, first: int, target: int
     ) -> None:
         began = time.monotonic()
+        progress = Progress(self.chain.name, first, target)
         while (batch := await inbox.get()) is not _DONE:
             async with self.pool.acquire() as conn:
                 new = await write_batch(
@@ -221,6 +223,7 @@ class Watcher:
                     keep_blocks=self.keep_blocks,
                 )
             self.events_written += new
+            progress.update(batch.last.number, new, time.monotonic() - began)
             if self.metrics is not None:
                 by_type = collections.Counter(e.event_type.value for e in batch.events)
                 self.metrics.batch_indexed(

@@ -10,7 +10,7 @@ import asyncpg
 from indexer.errors import DatabaseError
 from indexer.store.events import prepare_connection
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schema.sql"
+SCHEMA_PATH = Path(__file__).parents[1] / "schema.sql"  # shipped in the package (a link to the top-level file)
 SCHEMA_LOCK = 0x6B6C79_5343  # advisory lock key: one process applies the schema at a time
 EMBEDDED_DIR = Path(".indexer") / "pgdata"
 
