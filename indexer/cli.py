@@ -31,6 +31,21 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("reproject", help="rebuild every projection from the event log")
     commands.add_parser("verify", help="compare the projections with the contracts' state (eth_call)")
 
+    rewards = commands.add_parser("rewards", help="record validators' rewards per epoch")
+    rewards_actions = rewards.add_subparsers(dest="action", required=True, metavar="ACTION")
+    reward = rewards_actions.add_parser("add", help="record a validator's reward for an epoch (base units)")
+    reward.add_argument("--epoch", type=int, required=True)
+    reward.add_argument("--validator", required=True)
+    reward.add_argument("--asset", required=True)
+    reward.add_argument("--amount", type=int, required=True, help="integer, in the asset's base units")
+    epochs = commands.add_parser("epochs", help="reward epochs")
+    epochs_actions = epochs.add_subparsers(dest="action", required=True, metavar="ACTION")
+    close = epochs_actions.add_parser("close", help="split an epoch's rewards and store its Merkle root (final)")
+    close.add_argument("epoch", type=int)
+    proof = commands.add_parser("proof", help="print a staker's Merkle proofs for a closed epoch (JSON)")
+    proof.add_argument("--epoch", type=int, required=True)
+    proof.add_argument("--staker", required=True)
+
     demo = commands.add_parser("demo", help="start a local anvil, stake on it, index it and print what was found")
     demo.add_argument("--seed", type=int, default=7, help="seed of the generated staking traffic")
     return parser
@@ -62,6 +77,23 @@ async def _dispatch(args: argparse.Namespace) -> int:
             folded = await Projector(pool, config).reproject()
             print(f"reproject: {folded} events folded")
             return 0
+    if args.command in ("rewards", "epochs", "proof"):
+        import json
+
+        from indexer.epochs.close import add_reward, close_epoch, proof
+        from indexer.service import open_database
+
+        async with open_database(config) as pool:
+            if args.command == "rewards":
+                await add_reward(pool, config, args.epoch, args.validator, args.asset, args.amount)
+                print(f"reward recorded: epoch {args.epoch} validator {args.validator} {args.amount} {args.asset}")
+            elif args.command == "epochs":
+                result = await close_epoch(pool, config, args.epoch)
+                state = "already closed" if result.already_closed else "closed"
+                print(f"epoch {result.epoch} {state}: root {result.root or '(no leaves)'} total {result.total}")
+            else:
+                print(json.dumps(await proof(pool, args.epoch, args.staker), indent=2))
+        return 0
     if args.command == "demo":
         from indexer.demo import run_demo
 

@@ -38,6 +38,9 @@ TABLES = (
     "projector_state",
     "chain_contracts",
     "chain_health",
+    "epoch_rewards",
+    "epochs",
+    "epoch_allocations",
 )
 
 

@@ -18,6 +18,7 @@ ERC20_EVENTS = {"Transfer(address,address,uint256)", "Approval(address,address,u
 ERC721_EVENTS = ERC20_EVENTS | {"ApprovalForAll(address,address,bool)"}
 V2_COMMON = {"UnstakeMultipleRequested(address,uint256,uint256)", "Withdrawal(address,uint256)"}
 EXPECTED_EVENTS = {
+    "MerkleClaim": {"RootSet(uint256,bytes32)"},
     "NativeStakingV1": ERC20_EVENTS
     | {"StakeOccured(address,address,uint256)", "UnstakeOccured(address,address,uint256)"},
     "NativeStakingV2": ERC20_EVENTS
@@ -115,7 +116,7 @@ def test_functions_include_the_spec_ones(name: str) -> None:
 
 
 def test_every_artifact_has_creation_bytecode() -> None:
-    """All eight deployable contracts are there with non-empty bytecode."""
+    """All nine deployable contracts are there with non-empty bytecode."""
     assert artifacts.names() == sorted(EXPECTED_EVENTS)
     for name in artifacts.names():
         assert artifacts.bytecode(name).startswith("0x60")
