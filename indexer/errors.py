@@ -42,3 +42,7 @@ class DecodeError(FatalError):
 
 class ReorgTooDeep(FatalError):
     """A reorg reached below the retained block hashes: the event log may hold orphaned events; re-index the chain."""
+
+
+class ReorgBelowClosedEpoch(FatalError):
+    """A reorg reached into a closed (final) reward epoch: its allocations may be wrong; investigate before resuming."""

@@ -18,7 +18,15 @@ import asyncpg
 import structlog
 
 from indexer.batch import Batch, BlockRef
-from indexer.errors import FatalError, IndexerError, ReorgDetected, ReorgTooDeep, RetryableError, RpcError
+from indexer.errors import (
+    FatalError,
+    IndexerError,
+    ReorgBelowClosedEpoch,
+    ReorgDetected,
+    ReorgTooDeep,
+    RetryableError,
+    RpcError,
+)
 from indexer.progress import Progress
 from indexer.store.cursors import (
     adopt_contracts,
@@ -176,6 +184,18 @@ class Watcher:
             raise ReorgTooDeep(
                 f"chain {self.chain.name}: the chain reorganized below block {oldest}, the oldest block hash kept "
                 f"(window {self.keep_blocks} blocks); the event log may hold orphaned events: re-index this chain"
+            )
+        closed_end = await self.pool.fetchval(
+            "SELECT extract(epoch FROM max(end_time))::bigint FROM epochs WHERE closed_at IS NOT NULL"
+        )
+        if closed_end is not None and ancestor.time < closed_end:
+            self.log.error("reorg_below_closed_epoch", block=cursor.number, ancestor=ancestor.number)
+            if self.metrics is not None:
+                self.metrics.reorg(self.chain.name, cursor.number - ancestor.number)
+            raise ReorgBelowClosedEpoch(
+                f"chain {self.chain.name}: a reorg back to block {ancestor.number} (time {ancestor.time}) reaches into "
+                f"a closed reward epoch (ended at {closed_end}); nothing was rewound: the epoch's allocations may be "
+                "wrong, investigate before resuming"
             )
         async with self.pool.acquire() as conn:
             removed = await rewind(conn, self.chain.name, ancestor, cursor)

@@ -138,3 +138,42 @@ async def test_a_chain_not_indexed_yet_blocks_the_close(epochs_db, deployment, a
         await close_epoch(epochs_db, config, 0)
     with pytest.raises(EpochError, match="not closed"):
         await proof(epochs_db, 0, VALIDATOR)
+
+
+async def test_a_reorg_into_a_closed_epoch_is_a_loud_fatal_error_and_changes_nothing(
+    epochs_db, driver, deployment, anvil
+):
+    from indexer.errors import ReorgBelowClosedEpoch
+    from indexer.service import build_source
+    from indexer.watcher import Watcher
+
+    db = epochs_db
+    genesis = (await driver.w3.eth.get_block("latest"))["timestamp"] + 100
+    config = parse_config({
+        "epochs": {"genesis": datetime.fromtimestamp(genesis, UTC).isoformat(), "length_seconds": LENGTH},
+        "validators": [{"id": VALIDATOR, "commission_bps": 0}],
+        "chains": [chain_config(deployment, [anvil.url], confirmations=0)],
+    })  # fmt: skip
+    snapshot = await driver.rpc("evm_snapshot", [])
+    await at(driver, genesis + 10)
+    await driver.stake("native_v1", driver.accounts[1], VALIDATOR, 100 * TOKEN)
+    await at(driver, genesis + LENGTH + 10)
+    await driver.mine(1)
+    await index_chains(config, db, asyncio.Event(), once=True)
+    await add_reward(db, config, 0, VALIDATOR, "KLY", 1000)
+    closed = await close_epoch(db, config, 0)
+    events, cursor = await db.fetchval("SELECT count(*) FROM events"), await db.fetchrow("SELECT * FROM chain_cursors")
+
+    assert await driver.rpc("evm_revert", [snapshot]) is True  # a branch without the stake
+    await at(driver, genesis + 20)
+    await driver.mine(3)
+    chain = config.chains[0]
+    source = build_source(chain, {})
+    try:
+        with pytest.raises(ReorgBelowClosedEpoch, match="closed reward epoch"):
+            await Watcher(source, chain, db).run(asyncio.Event(), once=True)
+    finally:
+        await source.close()
+    assert await db.fetchval("SELECT count(*) FROM events") == events
+    assert await db.fetchrow("SELECT * FROM chain_cursors") == cursor
+    assert (await close_epoch(db, config, 0)).root == closed.root
