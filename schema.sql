@@ -345,3 +345,38 @@ SELECT e.epoch,
   FROM epochs e;
 
 GRANT SELECT ON v_epoch_allocations, v_epochs TO indexer_reader;
+
+-- ---------------------------------------------------------------------------
+-- Loyalty boost program (SPEC section 6). Operators fill loyalty_activity and
+-- asset_prices; `indexer points compute` (indexer/points/runner.py) owns
+-- staker_points and rewrites the days it computes, deterministically.
+-- ---------------------------------------------------------------------------
+CREATE TABLE IF NOT EXISTS loyalty_activity (
+    staker text    NOT NULL,   -- canonical address (EVM lower-case hex, TRON base58)
+    day    date    NOT NULL,
+    points numeric NOT NULL CHECK (points >= 0),   -- activity points per day
+    PRIMARY KEY (staker, day)
+);
+
+CREATE TABLE IF NOT EXISTS asset_prices (
+    asset text    NOT NULL,
+    day   date    NOT NULL,
+    usd   numeric NOT NULL CHECK (usd >= 0),       -- the day's price; later days reuse the latest one
+    PRIMARY KEY (asset, day)
+);
+
+CREATE TABLE IF NOT EXISTS staker_points (
+    staker         text           NOT NULL,
+    day            date           NOT NULL,
+    staked         numeric(78, 0) NOT NULL,   -- base units at the end of the day
+    multiplier     numeric        NOT NULL,   -- staking multiplier the day scored with
+    total_boost    numeric        NOT NULL,
+    boosted_points numeric(78, 0) NOT NULL,
+    staking_points numeric(78, 0) NOT NULL,
+    points         numeric(78, 0) NOT NULL,   -- boosted + staking: the day's additional points
+    PRIMARY KEY (staker, day)
+);
+
+CREATE OR REPLACE VIEW v_staker_points AS
+SELECT day, staker, staked, multiplier, total_boost, boosted_points, staking_points, points FROM staker_points;
+GRANT SELECT ON v_staker_points TO indexer_reader;

@@ -8,6 +8,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from datetime import date
 
 from indexer import __version__
 from indexer.errors import IndexerError
@@ -42,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     epochs_actions = epochs.add_subparsers(dest="action", required=True, metavar="ACTION")
     close = epochs_actions.add_parser("close", help="split an epoch's rewards and store its Merkle root (final)")
     close.add_argument("epoch", type=int)
+    points = commands.add_parser("points", help="loyalty boost program points")
+    points_actions = points.add_subparsers(dest="action", required=True, metavar="ACTION")
+    compute = points_actions.add_parser("compute", help="compute every staker's points per day through a day (UTC)")
+    compute.add_argument("--through", type=date.fromisoformat, required=True, metavar="YYYY-MM-DD")
     proof = commands.add_parser("proof", help="print a staker's Merkle proofs for a closed epoch (JSON)")
     proof.add_argument("--epoch", type=int, required=True)
     proof.add_argument("--staker", required=True)
@@ -77,6 +82,14 @@ async def _dispatch(args: argparse.Namespace) -> int:
             folded = await Projector(pool, config).reproject()
             print(f"reproject: {folded} events folded")
             return 0
+    if args.command == "points":
+        from indexer.points.runner import compute_points
+        from indexer.service import open_database
+
+        async with open_database(config) as pool:
+            rows = await compute_points(pool, config, args.through)
+        print(f"points: {rows} staker-days computed through {args.through}")
+        return 0
     if args.command in ("rewards", "epochs", "proof"):
         import json
 

@@ -6,7 +6,7 @@ import hashlib
 import os
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -210,6 +210,26 @@ class Epochs(_Model):
     length_seconds: Annotated[int, Field(gt=0)] = 86400
 
 
+def _exact_decimal(value: Any) -> Any:
+    return Decimal(str(value)) if isinstance(value, float) else value
+
+
+ExactDecimal = Annotated[Decimal, BeforeValidator(_exact_decimal), Field(ge=0)]
+
+
+class Loyalty(_Model):
+    """The loyalty points boost program (SPEC section 6); the defaults are the seed's."""
+
+    asset: str  # the staked asset the program follows (its decimals come from the contracts)
+    start: date  # the program's first day (UTC)
+    base_boost: ExactDecimal = Decimal("0.3")
+    daily_rate: ExactDecimal = Decimal("0.005")  # multiplier growth per day staked
+    multiplier_cap: ExactDecimal = Decimal("2.7")
+    total_boost_cap: ExactDecimal = Decimal("3")
+    boostable_per_token: ExactDecimal = Decimal("2")  # activity points per day the boost covers per token
+    points_per_usd: ExactDecimal = Decimal("3")  # staking points per day per USD staked
+
+
 class Validator(_Model):
     id: NonEmpty
     commission_bps: Annotated[int, Field(ge=0, le=10_000)] = 0
@@ -337,6 +357,7 @@ class Config(_Model):
     http: Http = Http()
     epochs: Epochs = Epochs()
     validators: tuple[Validator, ...] = ()  # known validator ids
+    loyalty: Loyalty | None = None
     chains: Annotated[tuple[Chain, ...], BeforeValidator(_listed)]
 
     @field_validator("validators")
@@ -379,6 +400,7 @@ _KEYS_OF = {
     "database": Database,
     "http": Http,
     "epochs": Epochs,
+    "loyalty": Loyalty,
     "validators": Validator,
     "contracts": Contract,
     "evm": EvmChain,

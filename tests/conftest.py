@@ -41,6 +41,9 @@ TABLES = (
     "epoch_rewards",
     "epochs",
     "epoch_allocations",
+    "loyalty_activity",
+    "asset_prices",
+    "staker_points",
 )
 
 

@@ -318,7 +318,10 @@ C0 = ("chains", 0, "contracts", 0)
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
-        (_set(("colour",), "red"), "colour: unknown key (allowed: database, http, epochs, validators, chains)"),
+        (
+            _set(("colour",), "red"),
+            "colour: unknown key (allowed: database, http, epochs, validators, loyalty, chains)",
+        ),
         (_set((*C0, "colour"), "red"), "chains[0].contracts[0].colour: unknown key"),
         (_set(("chains", 1, "colour"), "red"), "chains[1].colour: unknown key"),
         (_set(("http",), {"listen": "x", "tls": True}), "http.tls: unknown key"),

@@ -158,3 +158,20 @@ def test_twice_the_stake_for_the_same_time_gets_twice_within_one_unit(reward, co
     shares = weighted_shares(positions, weights) | {k: v for k, v in others.items() if k not in (A, B)}
     _, allocations = split_reward(reward, commission_bps, shares)
     assert abs(allocations[A] - 2 * allocations[B]) <= 1
+
+
+def test_loyalty_daily_changes_and_prices_are_exact():
+    from datetime import date
+    from fractions import Fraction
+
+    from indexer.points.runner import daily_changes, daily_prices, day_start
+
+    d0, d1, d2 = date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 3)
+    timelines = {
+        ("s", "v1", "TKN"): [(day_start(d0) + 10, 100), (day_start(d1) + 5, 40)],
+        ("s", "v2", "TKN"): [(day_start(d1) + 7, 30)],
+        ("s", "v1", "ETH"): [(day_start(d0), 9)],  # another asset is ignored
+    }
+    assert daily_changes(timelines, "TKN", d0) == {"s": {d0: [100], d1: [-60, 30]}}
+    prices = daily_prices({date(2026, 2, 27): Fraction(1, 5), d2: Fraction(1, 4)}, [d0, d1, d2])
+    assert prices == {d0: Fraction(1, 5), d1: Fraction(1, 5), d2: Fraction(1, 4)}
