@@ -207,12 +207,15 @@ async def test_a_chain_that_fails_for_good_stops_alone_and_the_process_exits_non
             process.kill()
 
 
-def test_rewards_and_epochs_commands_record_and_refuse_with_one_line(tmp_path, database_dsn, deployment, anvil):
+async def test_rewards_and_epochs_commands_record_and_refuse_with_one_line(
+    db, tmp_path, database_dsn, deployment, anvil
+):
     config = write_config(tmp_path / "chains.yaml", database_dsn, [chain_config(deployment, [anvil.url])])
-    added = run_cli(config, "rewards", "add", "--epoch", "3", "--validator", "validator-one", "--asset", "ETH",
+    future = str(100_000)  # an epoch that ends centuries from now: no chain can have confirmed past it
+    added = run_cli(config, "rewards", "add", "--epoch", future, "--validator", "validator-one", "--asset", "ETH",
                     "--amount", "1000")  # fmt: skip
     assert added.returncode == 0 and "reward recorded" in added.stdout, added.stderr
-    refused = run_cli(config, "epochs", "close", "3")  # the chain was never indexed past the epoch's end
+    refused = run_cli(config, "epochs", "close", future)  # no chain has confirmed past the epoch's end
     assert_one_line_error(refused, 1, "local")
-    open_proof = run_cli(config, "proof", "--epoch", "3", "--staker", "0x" + "11" * 20)
+    open_proof = run_cli(config, "proof", "--epoch", future, "--staker", "0x" + "11" * 20)
     assert open_proof.returncode == 1 and "indexer: error:" in open_proof.stderr
