@@ -9,18 +9,20 @@ on its logs; calldata and traces only for pool hashes not seen before.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
-from indexer.batch import Batch, BlockRef, split_at_blocks
+from indexer.batch import Batch, BlockRef
+from indexer.chains.batches import block_batches
 from indexer.chains.log_range import LogRange, is_range_too_large
 from indexer.chains.rpc import JsonRpcError, RpcClient
 from indexer.decode.calldata import calls_to, names_by_hash, pool_names_in_calldata
 from indexer.decode.logs import ChainSpec, LogDecoder, MalformedLog, RpcLog, log_block_number, needs_pool_name
 from indexer.errors import RetryableError, RpcError
+from indexer.events import Event
 
 HEADER_BATCH = 200  # block headers per JSON-RPC batch
 TX_BATCH = 100  # transactions or traces per JSON-RPC batch
@@ -144,26 +146,20 @@ class EvmSource:
         blocks = await self._blocks_of(logs, fetched.headers)
         learnt = await self._learn_pool_names(logs)
         times = {number: block.time for number, block in blocks.items()}
-        first = fetched.first_block
-        for chunk, chunk_end in split_at_blocks(logs, self.range.target_logs, last.number, key=log_block_number):
+
+        def decode(chunk: Sequence[RpcLog]) -> tuple[Event, ...]:
             try:
                 decoded = (
                     self.decoders[item["address"].lower()].decode(item, self.pool_names, times) for item in chunk
                 )
-                events = tuple(event for event in decoded if event is not None)
+                return tuple(event for event in decoded if event is not None)
             except MalformedLog as exc:
                 raise RetryableError(f"chain {self.name}: {exc}") from exc
-            yield Batch(
-                chain=self.name,
-                first_block=first,
-                last=blocks[chunk_end],
-                events=events,
-                blocks=tuple(b for n, b in blocks.items() if first <= n <= chunk_end),
-                pool_names=learnt if first == fetched.first_block else {},
-                parent_hash=blocks[first].parent_hash if first in blocks else None,
-            )
-            first = chunk_end + 1
-            await asyncio.sleep(0)  # let the writer send what it has while the next chunk decodes
+
+        async for batch in block_batches(
+            self.name, fetched.first_block, last, logs, blocks, self.range.target_logs, decode, learnt
+        ):
+            yield batch
 
     def _follows(self, log: RpcLog, start: int) -> bool:
         """Whether a log comes from a configured contract at or after its start block."""

@@ -24,10 +24,11 @@ from typing import Any
 import aiohttp
 import structlog
 
-from indexer.batch import Batch, BlockRef, split_at_blocks
+from indexer.batch import Batch, BlockRef
+from indexer.chains.batches import block_batches
 from indexer.config import b58check_decode, redact_url, tron_address
 from indexer.decode.calldata import names_by_hash, pool_names_in_calldata
-from indexer.decode.logs import ChainSpec, LogDecoder, MalformedLog, RpcLog, log_block_number, needs_pool_name
+from indexer.decode.logs import ChainSpec, LogDecoder, MalformedLog, RpcLog, needs_pool_name
 from indexer.errors import RetryableError, RpcError
 from indexer.events import Event
 
@@ -321,24 +322,18 @@ class TronSource:
         """The fetched range as batches of about `target_logs_per_request` logs, split at block boundaries."""
         blocks, logs, last = fetched.headers, fetched.logs, fetched.last
         times = {number: block.time for number, block in blocks.items()}
-        first = fetched.first_block
-        for chunk, chunk_end in split_at_blocks(logs, self.target_logs, last.number, key=log_block_number):
+
+        def decode(chunk: Sequence[RpcLog]) -> tuple[Event, ...]:
             try:
                 decoded = (self.decoders[item["address"]].decode(item, self.pool_names, times) for item in chunk)
-                events = tuple(to_base58(event) for event in decoded if event is not None)
+                return tuple(to_base58(event) for event in decoded if event is not None)
             except (MalformedLog, ValueError) as exc:
                 raise RetryableError(f"chain {self.name}: {exc}") from exc
-            yield Batch(
-                chain=self.name,
-                first_block=first,
-                last=blocks[chunk_end],
-                events=events,
-                blocks=tuple(b for n, b in blocks.items() if first <= n <= chunk_end),
-                pool_names=fetched.pool_names if first == fetched.first_block else {},
-                parent_hash=blocks[first].parent_hash if first in blocks else None,
-            )
-            first = chunk_end + 1
-            await asyncio.sleep(0)
+
+        async for batch in block_batches(
+            self.name, fetched.first_block, last, logs, blocks, self.target_logs, decode, fetched.pool_names
+        ):
+            yield batch
 
     async def close(self) -> None:
         await self.http.close()

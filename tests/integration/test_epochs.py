@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -15,7 +14,6 @@ from indexer.localchain import artifacts
 from indexer.service import index_chains
 from tests.integration.conftest import chain_config
 
-SCHEMA = Path(__file__).resolve().parents[2] / "indexer" / "epochs" / "schema_epochs.sql"
 VALIDATOR = "0x" + "a1" * 20
 LENGTH = 1000
 TOKEN = 10**18
@@ -23,8 +21,7 @@ TOKEN = 10**18
 
 @pytest.fixture
 async def epochs_db(db):
-    """The session database with the epoch tables (idempotent DDL) emptied."""
-    await db.execute(SCHEMA.read_text())
+    """The session database (schema.sql applied) with the epoch tables emptied."""
     await db.execute("TRUNCATE epoch_rewards, epochs, epoch_allocations")
     return db
 
