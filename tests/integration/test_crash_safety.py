@@ -38,11 +38,16 @@ async def test_twenty_sigkills_during_backfill_and_follow_give_the_uninterrupted
     traffic = asyncio.create_task(keep_staking(driver, stop_traffic))
     kills = 0
     try:
-        for _ in range(20):
+        for attempt in range(20):
             process = subprocess.Popen(
                 [*INDEXER, "--config", str(config), "run"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
-            await asyncio.sleep(rng.uniform(0.3, 1.5))  # from start-up to mid-batch
+            if attempt == 0:  # the first kill comes once a batch is committed, so the backfill is surely mid-way
+                for _ in range(600):
+                    if await db.fetchval("SELECT count(*) FROM chain_cursors WHERE chain = 'local'"):
+                        break
+                    await asyncio.sleep(0.05)
+            await asyncio.sleep(rng.uniform(0.3, 1.5))  # then any moment: start-up, mid-batch, following
             process.send_signal(signal.SIGKILL)
             await asyncio.to_thread(process.wait, 10)
             kills += process.returncode == -signal.SIGKILL
