@@ -208,6 +208,14 @@ CREATE TABLE IF NOT EXISTS pending_withdrawals (
     PRIMARY KEY (chain, contract, staker, position)
 );
 
+-- Room on every page for a row's next version: the projector rewrites amounts in place, and an
+-- update that fits on its page (HOT) leaves the indexes alone. An over-unstake rewrites every
+-- position of a pool, which sit together: half of each page is kept free for them.
+ALTER TABLE validator_amounts SET (fillfactor = 50);
+ALTER TABLE pool_amounts SET (fillfactor = 50);
+ALTER TABLE positions SET (fillfactor = 50);
+ALTER TABLE lst_balances SET (fillfactor = 70);
+
 -- The projector's cursor: per chain, the last event folded.
 CREATE TABLE IF NOT EXISTS projector_cursor (
     chain        text PRIMARY KEY,

@@ -45,10 +45,17 @@ class Table:
 
     def add(self, key: Any, delta: int, event: Event, what: str) -> None:
         """Add `delta` to an amount; going below zero means the log contradicts the chain."""
-        value = self.rows.get(key, 0) + delta
-        if value < 0:
+        if not self.owned:
+            self.rows, self.owned = dict(self.base), True
+        rows = self.rows
+        value = rows.get(key, 0) + delta
+        if value > 0:
+            rows[key] = value
+        elif value == 0:
+            rows.pop(key, None)
+        else:
             raise ProjectionError(f"{what} {key} would go negative ({value}) at {event.event_type} in {where(event)}")
-        self.set(key, value)
+        self.touched.add(key)
 
     def frozen(self) -> Mapping:
         return MappingProxyType(self.rows) if self.owned else self.base
@@ -66,13 +73,14 @@ class Positions:
         self.base = base
         self.rows: dict[ValidatorKey, Mapping[str, int]] = dict(base.positions)
         self.owned: set[ValidatorKey] = set()
-        self.touched: set[PositionKey] = set()
+        self.touched: dict[ValidatorKey, set[str]] = {}  # (validator, asset) -> stakers whose amount was written
 
     def stakers(self, validator: str, asset: str) -> dict[str, int]:
         key = (validator, asset)
         if key not in self.owned:
             self.rows[key] = dict(self.rows.get(key, {}))
             self.owned.add(key)
+            self.touched.setdefault(key, set())
         return self.rows[key]  # type: ignore[return-value]
 
     def add(self, staker: str, validator: str, asset: str, amount: int) -> None:
@@ -80,7 +88,7 @@ class Positions:
         stakers[staker] = stakers.get(staker, 0) + amount
         if not stakers[staker]:
             del stakers[staker]
-        self.touched.add((staker, validator, asset))
+        self.touched[(validator, asset)].add(staker)
 
     def remove(self, holder: str, validator: str, asset: str, amount: int, event: Event) -> None:
         """Take `amount` from the holder's own position first, the excess from the others pro rata."""
@@ -98,7 +106,7 @@ class Positions:
                 stakers[staker] = left
             else:
                 del stakers[staker]
-            self.touched.add((staker, validator, asset))
+        self.touched[(validator, asset)].update(taken)
 
     def frozen(self) -> Mapping:
         for key in self.owned:
@@ -110,7 +118,13 @@ class Positions:
         return MappingProxyType(self.rows)
 
     def changed(self, new: ProjectionState) -> frozenset[PositionKey]:
-        return frozenset(key for key in self.touched if self.base.position(*key) != new.position(*key))
+        none: Mapping[str, int] = {}
+        changed = []
+        for (validator, asset), stakers in self.touched.items():
+            before = self.base.positions.get((validator, asset), none)
+            after = new.positions.get((validator, asset), none)
+            changed.extend((s, validator, asset) for s in stakers if before.get(s) != after.get(s))
+        return frozenset(changed)
 
 
 class Draft:

@@ -16,6 +16,7 @@ one already applied on another chain raises ProjectionError rather than fold out
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from indexer.events import Event, EventType
 from indexer.projector.draft import Draft
@@ -26,7 +27,6 @@ from indexer.projector.state import (
     ProjectionError,
     ProjectionState,
     canonical_order,
-    chain_mark,
     pool_key,
     where,
 )
@@ -35,24 +35,32 @@ from indexer.projector.state import (
 def fold(state: ProjectionState, events: Iterable[Event]) -> tuple[ProjectionState, Changes]:
     """The state after `events` (any order within the batch; already applied ones skipped) and what changed."""
     draft = Draft(state)
-    for event in sorted(events, key=canonical_order):
-        mark = chain_mark(event)
-        seen = draft.watermarks.get(event.chain)
-        if seen is not None and mark <= seen:
+    # per chain, the canonical key of its last applied event: an event at or below it is a replay
+    seen = {chain: (time, chain, block, log, tx) for chain, (time, block, log, tx) in state.watermarks.items()}
+    last = draft.last
+    handlers = _HANDLERS
+    for order, event in sorted(((canonical_order(e), e) for e in events), key=_first):
+        mark = seen.get(event.chain)
+        if mark is not None and order <= mark:
             continue
-        order = canonical_order(event)
-        if draft.last is not None and order < draft.last:
+        if last is not None and order < last:
             raise ProjectionError(
                 f"event out of canonical order: {where(event)} at time {event.block_time} comes after an event "
-                f"of {draft.last[1]} at time {draft.last[0]} was applied; reproject from the event log"
+                f"of {last[1]} at time {last[0]} was applied; reproject from the event log"
             )
-        handler = _HANDLERS.get(event.event_type)
+        handler = handlers.get(event.event_type)
         if handler is None:
             raise ProjectionError(f"unknown event type {event.event_type!r} in {where(event)}")
         handler(draft, event)
-        draft.watermarks.set(event.chain, mark)
-        draft.last = order
+        seen[event.chain] = last = order
+    for chain, (time, _, block, log, tx) in seen.items():
+        draft.watermarks.set(chain, (time, block, log, tx))  # unchanged ones are not reported as changed
+    draft.last = last
     return draft.freeze()
+
+
+def _first(pair: tuple) -> Any:
+    return pair[0]
 
 
 def _amount(event: Event) -> int:

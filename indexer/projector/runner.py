@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing
 from decimal import Decimal
 
 import asyncpg
@@ -18,11 +19,12 @@ import structlog
 
 from indexer.errors import ConfigError
 from indexer.events import Event
+from indexer.projector.feed import Position, read_ahead, read_merged
 from indexer.projector.fold import fold
-from indexer.projector.state import EMPTY, ProjectionState, canonical_order
-from indexer.store.projections import load_state, read_events, replace_all, save_changes, write_assets
+from indexer.projector.state import EMPTY, ChainMark, Changes, ProjectionState
+from indexer.store.projections import load_state, read_events, replace_all, stage_changes, write_assets
 
-BATCH = 200_000  # events read per chain per fold
+BATCH = 10_000  # events read per chain at a time: one fold and one transaction each
 log = structlog.get_logger(__name__)
 
 
@@ -72,6 +74,7 @@ class Projector:
         self.assets = asset_weights(config)
         self.batch = batch
         self.state: ProjectionState | None = None
+        self.remembered: tuple[int | None, int] | None = None  # (frontier time, reorgs seen) last written
         self.log = log.bind(component="projector")
 
     async def step(self) -> int:
@@ -90,19 +93,28 @@ class Projector:
         reorged, reorgs_seen = await self._reorged_below_watermark()
         if reorged or await self._pool_named_since():
             return await self.reproject()
-        folded = 0
-        while True:
-            events, complete = await self._next_events(confirmed, until)
-            if not events:
-                break
-            state, changes = fold(self.state, events)
-            async with self.pool.acquire() as conn, conn.transaction():
-                await save_changes(conn, state, changes)
-                await self._remember(conn, until, reorgs_seen)
-            self.state = state
-            folded += len(events)
-            if complete:
-                break
+        folded, writing = 0, None
+        try:
+            async with aclosing(read_ahead(self._read(confirmed, self.state))) as batches:
+                async for events in batches:
+                    state, changes = fold(self.state, events)  # the server meanwhile applies the previous batch
+                    if writing is not None:
+                        await writing
+                    assert state.last is not None
+                    # events at the last one's time may go on in the next batch: not all of that second is folded
+                    writing = await self._start_write(self.state, state, changes, state.last[0] - 1, reorgs_seen)
+                    self.state = state
+                    folded += len(events)
+            if writing is not None:
+                await writing
+            if (until, reorgs_seen) != self.remembered:
+                await self._remember(self.pool, until, reorgs_seen)  # folded up to the frontier, events or not
+        except BaseException:
+            if writing is not None and not writing.done():
+                writing.cancel()
+                await asyncio.gather(writing, return_exceptions=True)
+            self.state, self.remembered = None, None  # what was written is unsure: load it from the tables next time
+            raise
         return folded
 
     async def reproject(self) -> int:
@@ -111,18 +123,12 @@ class Projector:
         reorgs_seen = await self.pool.fetchval("SELECT coalesce(max(id), 0) FROM reorgs")
         frontier = await self._frontier()
         state, folded = EMPTY, 0
+        self.state = None
         if frontier is not None:
-            confirmed, until = frontier
-            self.state = EMPTY
-            while True:
-                events, complete = await self._next_events(confirmed, until)
-                if not events:
-                    break
-                self.state, _ = fold(self.state, events)
-                folded += len(events)
-                if complete:
-                    break
-            state = self.state
+            async with aclosing(read_ahead(self._read(frontier[0], EMPTY))) as batches:
+                async for events in batches:
+                    state, _ = fold(state, events)
+                    folded += len(events)
         async with self.pool.acquire() as conn, conn.transaction():
             await write_assets(conn, self.assets)
             await replace_all(conn, state)
@@ -130,6 +136,37 @@ class Projector:
         self.state = state
         self.log.info("reprojected", events=folded, seconds=round(time.perf_counter() - started, 2))
         return folded
+
+    def _read(self, limits: Mapping[str, tuple[int, int]], state: ProjectionState) -> AsyncIterator[list[Event]]:
+        """Batches of the events after the state's watermarks up to the limits, in canonical order."""
+
+        async def read(chain: str, after: Position, limit: int) -> list[Event]:
+            return await read_events(self.pool, chain, after, *limits[chain], limit)
+
+        after = {chain: _position(state.watermarks.get(chain)) for chain in limits}
+        return read_merged(read, after, self.batch)
+
+    async def _start_write(
+        self, before: ProjectionState, after: ProjectionState, changes: Changes, frontier_time: int, reorgs_seen: int
+    ) -> asyncio.Task:
+        """Write a folded batch in one transaction; returns once its rows are staged and the statement applying
+        them is on its way, so the caller can fold the next batch while the server works."""
+        staged = asyncio.Event()
+
+        async def write() -> None:
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    await self._remember(conn, frontier_time, reorgs_seen)
+                    apply = await stage_changes(conn, before, after, changes)
+                    staged.set()
+                    if apply:
+                        await conn.execute(apply)
+            finally:
+                staged.set()
+
+        task = asyncio.create_task(write())
+        await staged.wait()
+        return task
 
     async def _frontier(self) -> tuple[Mapping[str, tuple[int, int]], int] | None:
         """Per chain, (confirmed block, last block time safe to fold); and the common frontier time."""
@@ -140,21 +177,6 @@ class Projector:
         if len(rows) < len(self.chains):
             return None
         return fold_limits([(r["chain"], r["confirmed_block"], r["confirmed_time"]) for r in rows])
-
-    async def _next_events(self, limits: Mapping[str, tuple[int, int]], until: int) -> tuple[list[Event], bool]:
-        """The next events in canonical order, a prefix safe to fold; and whether nothing more is left."""
-        assert self.state is not None
-        per_chain: dict[str, list[Event]] = {}
-        for chain, (block, last_time) in limits.items():
-            mark = self.state.watermarks.get(chain)
-            after = (mark[1], mark[2], mark[3]) if mark else (-1, -1, "")
-            per_chain[chain] = await read_events(self.pool, chain, after, block, last_time, self.batch)
-        truncated = [events[-1] for events in per_chain.values() if len(events) == self.batch]
-        merged = sorted((e for events in per_chain.values() for e in events), key=canonical_order)
-        if not truncated:
-            return merged, True
-        cut = min(canonical_order(e) for e in truncated)  # a chain cut short may hold earlier events further on
-        return [e for e in merged if canonical_order(e) <= cut], False
 
     async def _reorged_below_watermark(self) -> tuple[bool, int]:
         """Whether a reorg since the last step removed events already folded; and the newest reorg id checked."""
@@ -178,6 +200,8 @@ class Projector:
         return named
 
     async def _remember(self, conn, frontier_time: int | None, reorgs_seen: int) -> None:
+        """Record in the caller's transaction up to which block time the projections are folded."""
+        self.remembered = (frontier_time, reorgs_seen)
         await conn.execute(
             """INSERT INTO projector_state (id, reorgs_seen, frontier_time, coverage, updated_at)
                VALUES (true, $2, $1, $3, now())
@@ -188,6 +212,11 @@ class Projector:
             reorgs_seen,
             self.coverage,
         )
+
+
+def _position(mark: ChainMark | None) -> Position:
+    """Where a chain's unread events start, from its watermark (none: from the beginning)."""
+    return (mark[1], mark[2], mark[3]) if mark else (-1, -1, "")
 
 
 async def run_projector(projector: Projector, stop: asyncio.Event, *, interval: float) -> None:

@@ -63,6 +63,13 @@ async def test_projections_match_the_contracts_and_reproject_is_identical(db, dr
     assert await Projector(db, config).reproject() == await db.fetchval("SELECT count(*) FROM events")
     assert await snapshot(db) == before
 
+    # from nothing in batches of three events, each written while the next is folded: the same tables
+    await db.execute(f"TRUNCATE projector_state, {', '.join(PROJECTIONS)}")
+    stepwise = Projector(db, config, batch=3)
+    assert await stepwise.step() == await db.fetchval("SELECT count(*) FROM events")
+    assert await snapshot(db) == before
+    assert await stepwise.step() == 0
+
 
 async def test_verify_reports_a_tampered_projection(db, driver, deployment, anvil):
     await driver.stake("native_v2", driver.accounts[1], "validator-one", 5 * 10**18)

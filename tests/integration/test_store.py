@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from types import MappingProxyType as Frozen
+
 import pytest
 
 from indexer.batch import Batch, BlockRef
 from indexer.errors import FatalError
 from indexer.events import Event, EventType
+from indexer.projector.state import Changes, Pending, ProjectionState
 from indexer.store.cursors import load_cursor, load_pool_names
 from indexer.store.events import write_batch
+from indexer.store.projections import load_state, replace_all, stage_changes
 
 MAX = 2**256 - 1
 
@@ -87,3 +91,46 @@ async def test_learnt_pool_name_resolves_waiting_events(db):
     assert await db.fetchval("SELECT pool FROM events") == "validator-two"
     assert await load_pool_names(db) == {"0xhash": "validator-two"}
     assert await db.fetchval("SELECT unresolved_pools FROM v_indexer_status") == 0
+
+
+async def test_projection_rows_survive_copy_text_whatever_the_names(db):
+    """Pool names are free text: tabs, newlines, backslashes and `\\N` itself must come back as written."""
+    names = ["tab\there", "line\nbreak", "back\\slash", "\\N", "cr\rlf", "ünïcode ✓", "plain"]
+    state = ProjectionState(
+        validators=Frozen({(name, "ETH"): MAX - i for i, name in enumerate(names)}),
+        pools=Frozen({("c1", "0xc", name): i + 1 for i, name in enumerate(names)}),
+        positions=Frozen({(name, "ETH"): Frozen({"0xa": MAX - i}) for i, name in enumerate(names)}),
+        balances=Frozen({("c1", "0xc", "0xa"): MAX}),
+        token_owners=Frozen({("c1", "0xn", MAX): "0xa"}),
+        token_pools=Frozen({("c1", "0xn", MAX): names[0]}),
+        withdrawals=Frozen({("c1", "0xc", "0xa"): (Pending(5, 1_800_000_000), Pending(MAX, 1_900_000_000))}),
+        watermarks=Frozen({"c1": (1_767_225_600, 10, 3, "0x02")}),
+    )
+    async with db.acquire() as conn, conn.transaction():
+        await replace_all(conn, state)
+    assert await load_state(db) == state
+
+    # one write of every kind: update, insert, delete, a multi-row key rewritten
+    after = ProjectionState(
+        validators=Frozen({**{k: v for k, v in state.validators.items() if k[0] != "plain"}, ("new\tone", "ETH"): 1}),
+        pools=Frozen({k: v + 1 for k, v in state.pools.items()}),
+        positions=Frozen({k: v for k, v in state.positions.items() if k[0] != "plain"}),
+        balances=Frozen({}),
+        token_owners=Frozen({("c1", "0xn", MAX): "0xb"}),
+        token_pools=Frozen({}),
+        withdrawals=Frozen({("c1", "0xc", "0xa"): (Pending(MAX, 1_900_000_000),)}),
+        watermarks=Frozen({"c1": (1_767_225_700, 11, 0, "0x03")}),
+    )
+    changes = Changes(
+        validators=frozenset(state.validators) | frozenset(after.validators),
+        pools=frozenset(after.pools),
+        positions=frozenset({("0xa", "plain", "ETH")}),
+        balances=frozenset(state.balances),
+        tokens=frozenset(state.token_owners),
+        withdrawals=frozenset(state.withdrawals),
+        watermarks=frozenset({"c1"}),
+    )
+    async with db.acquire() as conn, conn.transaction():
+        await conn.execute(await stage_changes(conn, state, after, changes))
+    assert await load_state(db) == after
+    assert await db.fetchval("SELECT count(*) FROM pending_withdrawals") == 1

@@ -1,0 +1,104 @@
+"""Merging the chains' event streams for the fold: canonical order whatever the read size, reads kept ahead."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import aclosing
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from indexer.events import Event, EventType
+from indexer.projector.feed import Position, read_ahead, read_merged, ready_prefix
+from indexer.projector.state import canonical_order
+
+
+def event(chain: str, block: int, time: int, log: int = 0) -> Event:
+    return Event(chain, 1, "0xc", "native", 1, block, f"0xb{block}", time, f"0x{chain}{block}", log,
+                 EventType.STAKE, "ETH", "0xa", None, "0xp", None, 1)  # fmt: skip
+
+
+@st.composite
+def chains(draw) -> dict[str, list[Event]]:
+    """Per chain, its events in chain order: block times never go back within a chain; several logs a block."""
+    streams = {}
+    for name in draw(st.lists(st.sampled_from(["alpha", "beta", "gamma"]), unique=True, min_size=1)):
+        time, events = 0, []
+        for block in range(draw(st.integers(0, 12))):
+            time += draw(st.integers(0, 3))  # equal times across chains are the interesting case
+            events.extend(event(name, block, time, log) for log in range(draw(st.integers(1, 3))))
+        streams[name] = events
+    return streams
+
+
+def reader(streams: dict[str, list[Event]], reads: list[tuple[str, int]]):
+    async def read(chain: str, after: Position, limit: int) -> list[Event]:
+        reads.append((chain, limit))
+        rest = [e for e in streams[chain] if (e.block_number, e.log_index, e.tx_hash) > after]
+        return rest[:limit]
+
+    return read
+
+
+async def collect(batches) -> list[list[Event]]:
+    return [batch async for batch in batches]
+
+
+@settings(max_examples=200, deadline=None)
+@given(streams=chains(), limit=st.integers(1, 5), ahead=st.booleans())
+def test_any_read_size_gives_every_event_once_in_canonical_order(streams, limit, ahead):
+    reads: list[tuple[str, int]] = []
+    merged = read_merged(reader(streams, reads), {chain: (-1, -1, "") for chain in streams}, limit)
+    batches = asyncio.run(collect(read_ahead(merged) if ahead else merged))
+    assert all(batches)
+    assert [e for batch in batches for e in batch] == sorted(
+        (e for events in streams.values() for e in events), key=canonical_order
+    )
+    assert all(size == limit for _, size in reads)
+    for chain, events in streams.items():  # each chain read to its end, and no further than one empty read
+        assert len([c for c, _ in reads if c == chain]) <= len(events) // limit + 1
+
+
+def test_reading_resumes_after_the_given_place():
+    streams = {"alpha": [event("alpha", b, b) for b in range(6)]}
+    batches = asyncio.run(collect(read_merged(reader(streams, []), {"alpha": (3, 0, "0xalpha3")}, 2)))
+    assert [e.block_number for batch in batches for e in batch] == [4, 5]
+
+
+def test_events_past_the_last_read_event_of_an_open_chain_wait():
+    alpha = [event("alpha", 1, 10), event("alpha", 2, 30)]
+    beta = [event("beta", 1, 20)]
+    ready, rest = ready_prefix({"alpha": alpha, "beta": beta}, open_chains={"beta"})
+    assert ready == [alpha[0], beta[0]]  # beta may still have events at 20..30 to come before alpha's second
+    assert rest == {"alpha": [alpha[1]], "beta": []}
+    ready, rest = ready_prefix({"alpha": alpha, "beta": beta}, open_chains=set())
+    assert ready == [alpha[0], beta[0], alpha[1]]
+
+
+def test_an_open_chain_with_nothing_read_cannot_be_merged():
+    with pytest.raises(ValueError, match="open chain has nothing buffered"):
+        ready_prefix({"alpha": [event("alpha", 1, 10)], "beta": []}, open_chains={"beta"})
+
+
+def test_leaving_early_closes_the_source_and_drops_the_read_in_flight():
+    closed: list[bool] = []
+
+    async def source():
+        try:
+            for n in range(10):
+                await asyncio.sleep(0)
+                yield [n]
+        finally:
+            closed.append(True)
+
+    async def first_two():
+        taken = []
+        async with aclosing(read_ahead(source())) as batches:
+            async for batch in batches:
+                taken.append(batch)
+                if len(taken) == 2:
+                    break
+        return taken, list(closed)
+
+    assert asyncio.run(first_two()) == ([[0], [1]], [True])
