@@ -344,6 +344,8 @@ class SocialChain(_Model):
     kind: Literal["social"]
     url: Annotated[str, AfterValidator(lambda v: _url(v, ("http", "https"), paths=True))]  # or a file path
     poll_interval_seconds: Seconds = 30.0
+    # records dated up to this long before a poll are still folded in their place; older ones rebuild
+    settle_seconds: Annotated[int, Field(ge=0)] = 120
     asset: NonEmpty = "SOCIAL"
     decimals: Annotated[int, Field(ge=0, le=77)] = 0
     weight: Weight = Decimal(1)

@@ -106,6 +106,7 @@ class SocialSource:
         self.url: str = chain.url
         self.asset: str = chain.asset
         self.poll_interval: float = float(chain.poll_interval_seconds)
+        self.settle: int = int(getattr(chain, "settle_seconds", 0))
         self.request_timeout = request_timeout
         self.rejections: Counter[str] = Counter()  # by reason, since start (for metrics)
         self.accepted_total = 0
@@ -258,8 +259,15 @@ class SocialSource:
             last=BlockRef(number=tick, hash="", parent_hash=None, time=tick),
             events=tuple(events),
         )
-        async with pool.acquire() as conn:
+        # the projector folds this feed up to (poll clock - settle time): a record dated at or before that
+        # may land below what it already folded, so its history is marked changed from there on, like a reorg
+        late = [e.block_number for e in events if previous is not None and e.block_number <= previous - self.settle]
+        async with pool.acquire() as conn, conn.transaction():
             inserted = await write_batch(conn, batch, chain_id=0, head_block=tick, confirmed_block=tick, keep_blocks=0)
+            if late and inserted:
+                await mark_changed_history(conn, self.name, since=min(late), clock=previous)
+        if late and inserted:
+            self.log.warning("feed_records_late", records=len(late), oldest_issued_at=min(late), clock=previous)
         self._cursor = tick
         if inserted != len(events):
             self.log.warning("feed_records_already_stored", expected=len(events), inserted=inserted)
@@ -305,6 +313,22 @@ class SocialSource:
                 await asyncio.wait_for(stop.wait(), timeout=self.poll_interval)
             except TimeoutError:
                 pass
+
+
+async def mark_changed_history(conn: asyncpg.Connection, feed: str, *, since: int, clock: int) -> None:
+    """Record that the feed's history changed from `since` (a record came late), so projections rebuild.
+
+    Kept with the chains' reorgs: "the log below the indexed point changed after block `since` - 1".
+    """
+    await conn.execute(
+        """INSERT INTO reorgs (chain, ancestor_block, ancestor_hash, orphaned_block, orphaned_hash, depth,
+                               events_removed)
+           VALUES ($1, $2, '', $3, '', $4, 0)""",
+        feed,
+        since - 1,
+        clock,
+        max(clock - since + 1, 0),
+    )
 
 
 def _short(value: Any) -> Any:

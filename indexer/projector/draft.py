@@ -10,7 +10,6 @@ from indexer.events import Event
 from indexer.projector.prorata import take_pro_rata
 from indexer.projector.state import (
     Changes,
-    OrderKey,
     PositionKey,
     ProjectionError,
     ProjectionState,
@@ -141,7 +140,6 @@ class Draft:
         self.token_pools = Table(state.token_pools)
         self.withdrawals = Table(state.withdrawals)
         self.watermarks = Table(state.watermarks)
-        self.last: OrderKey | None = state.last
 
     def stake(self, event: Event, pool: str, staker: str, amount: int) -> None:
         """Add a stake to the contract's pool, the validator and the staker's position."""
@@ -162,8 +160,8 @@ class Draft:
         self.validators.add((pool, event.asset), -amount, event, "validator")
         self.positions.remove(holder, pool, event.asset, amount, event)
 
-    def freeze(self) -> tuple[ProjectionState, Changes]:
-        """The new state and the keys whose value it changed."""
+    def freeze(self, *, changes: bool = True) -> tuple[ProjectionState, Changes]:
+        """The new state and the keys whose value it changed (none reported unless `changes`)."""
         state = ProjectionState(
             validators=self.validators.frozen(),
             pools=self.pools.frozen(),
@@ -175,7 +173,9 @@ class Draft:
             withdrawals=self.withdrawals.frozen(),
             watermarks=self.watermarks.frozen(),
         )
-        changes = Changes(
+        if not changes:
+            return state, Changes()
+        return state, Changes(
             validators=self.validators.changed(),
             pools=self.pools.changed(),
             positions=self.positions.changed(state),
@@ -185,4 +185,3 @@ class Draft:
             withdrawals=self.withdrawals.changed(),
             watermarks=self.watermarks.changed(),
         )
-        return state, changes

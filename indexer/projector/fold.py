@@ -15,7 +15,7 @@ one already applied on another chain raises ProjectionError rather than fold out
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Set
 from typing import Any
 
 from indexer.events import Event, EventType
@@ -32,18 +32,26 @@ from indexer.projector.state import (
 )
 
 
-def fold(state: ProjectionState, events: Iterable[Event]) -> tuple[ProjectionState, Changes]:
-    """The state after `events` (any order within the batch; already applied ones skipped) and what changed."""
+def fold(
+    state: ProjectionState, events: Iterable[Event], *, changes: bool = True, independent: Set[str] = frozenset()
+) -> tuple[ProjectionState, Changes]:
+    """The state after `events` (any order within the batch; already applied ones skipped) and what changed.
+
+    `independent` names chains whose events touch nothing any other chain's events touch (social
+    feeds, with assets of their own): they keep their own order only, not the cross-chain one.
+    With `changes=False` the keys changed are not worked out (an empty Changes): for a rebuild.
+    """
     draft = Draft(state)
     # per chain, the canonical key of its last applied event: an event at or below it is a replay
     seen = {chain: (time, chain, block, log, tx) for chain, (time, block, log, tx) in state.watermarks.items()}
-    last = draft.last
+    last = max((mark for chain, mark in seen.items() if chain not in independent), default=None)
     handlers = _HANDLERS
     for order, event in sorted(((canonical_order(e), e) for e in events), key=_first):
         mark = seen.get(event.chain)
         if mark is not None and order <= mark:
             continue
-        if last is not None and order < last:
+        ordered = event.chain not in independent
+        if ordered and last is not None and order < last:
             raise ProjectionError(
                 f"event out of canonical order: {where(event)} at time {event.block_time} comes after an event "
                 f"of {last[1]} at time {last[0]} was applied; reproject from the event log"
@@ -52,11 +60,12 @@ def fold(state: ProjectionState, events: Iterable[Event]) -> tuple[ProjectionSta
         if handler is None:
             raise ProjectionError(f"unknown event type {event.event_type!r} in {where(event)}")
         handler(draft, event)
-        seen[event.chain] = last = order
+        seen[event.chain] = order
+        if ordered:
+            last = order
     for chain, (time, _, block, log, tx) in seen.items():
         draft.watermarks.set(chain, (time, block, log, tx))  # unchanged ones are not reported as changed
-    draft.last = last
-    return draft.freeze()
+    return draft.freeze(changes=changes)
 
 
 def _first(pair: tuple) -> Any:

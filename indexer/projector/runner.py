@@ -24,12 +24,23 @@ from indexer.projector.fold import fold
 from indexer.projector.state import EMPTY, ChainMark, Changes, ProjectionState
 from indexer.store.projections import load_state, read_events, replace_all, stage_changes, write_assets
 
-BATCH = 10_000  # events read per chain at a time: one fold and one transaction each
+BATCH = 50_000  # events read per chain at a time: one fold and one transaction each
+REBUILD_BATCH = 200_000  # the same for `reproject`, which writes once at the end
 log = structlog.get_logger(__name__)
 
 
 def asset_weights(config) -> dict[str, tuple[int, Decimal]]:
-    """Each asset's (decimals, weight) from the configured contracts and feeds; they must agree."""
+    """Each asset's (decimals, weight) from the configured contracts and feeds; they must agree.
+
+    A feed's points are an asset of their own: they fold on the feed's clock, apart from the chains.
+    """
+    on_chain = {k.asset for c in config.chains if c.kind in ("evm", "tron") for k in c.contracts}
+    for feed in (c for c in config.chains if c.kind == "social"):
+        if feed.asset in on_chain:
+            raise ConfigError(
+                f"chains.{feed.name}.asset: {feed.asset} is also a staked token's asset; social points need an "
+                "asset of their own (default SOCIAL)"
+            )
     assets: dict[str, tuple[int, Decimal]] = {}
     for chain in config.chains:
         sources = getattr(chain, "contracts", None) or [chain]
@@ -65,9 +76,12 @@ class Projector:
     def __init__(self, pool: asyncpg.Pool, config, *, batch: int = BATCH) -> None:
         self.pool = pool
         self.chains = sorted(c.name for c in config.chains if c.kind in ("evm", "tron"))
+        # social feeds fold on their own clock, held back by their settle time for records published late
+        self.feeds = {c.name: int(c.settle_seconds) for c in config.chains if c.kind == "social"}
         self.coverage = sorted(
             [
                 *self.chains,
+                *self.feeds,
                 *(f"{c.name}/{k.address}" for c in config.chains if c.kind in ("evm", "tron") for k in c.contracts),
             ]
         )
@@ -86,23 +100,23 @@ class Projector:
                 return await self.reproject()  # the projections must cover exactly the configured chains/contracts
             await write_assets(self.pool, self.assets)
             self.state = await load_state(self.pool)
-        frontier = await self._frontier()
-        if frontier is None:
+        limits, until = await self._frontier()
+        if not limits:
             return 0
-        confirmed, until = frontier
         reorged, reorgs_seen = await self._reorged_below_watermark()
         if reorged or await self._pool_named_since():
             return await self.reproject()
         folded, writing = 0, None
         try:
-            async with aclosing(read_ahead(self._read(confirmed, self.state))) as batches:
+            async with aclosing(read_ahead(self._read(limits, self.state, self.batch))) as batches:
                 async for events in batches:
-                    state, changes = fold(self.state, events)  # the server meanwhile applies the previous batch
+                    # the server meanwhile applies the previous batch
+                    state, changes = fold(self.state, events, independent=self.feeds.keys())
                     if writing is not None:
                         await writing
-                    assert state.last is not None
-                    # events at the last one's time may go on in the next batch: not all of that second is folded
-                    writing = await self._start_write(self.state, state, changes, state.last[0] - 1, reorgs_seen)
+                    writing = await self._start_write(
+                        self.state, state, changes, self._folded_until(state), reorgs_seen
+                    )
                     self.state = state
                     folded += len(events)
             if writing is not None:
@@ -121,33 +135,39 @@ class Projector:
         """Rebuild every projection from the event log; returns the events folded."""
         started = time.perf_counter()
         reorgs_seen = await self.pool.fetchval("SELECT coalesce(max(id), 0) FROM reorgs")
-        frontier = await self._frontier()
+        limits, until = await self._frontier()
         state, folded = EMPTY, 0
         self.state = None
-        if frontier is not None:
-            async with aclosing(read_ahead(self._read(frontier[0], EMPTY))) as batches:
-                async for events in batches:
-                    state, _ = fold(state, events)
-                    folded += len(events)
+        async with aclosing(read_ahead(self._read(limits, EMPTY, REBUILD_BATCH))) as batches:
+            async for events in batches:
+                state, _ = fold(state, events, changes=False, independent=self.feeds.keys())
+                folded += len(events)
         async with self.pool.acquire() as conn, conn.transaction():
             await write_assets(conn, self.assets)
             await replace_all(conn, state)
-            await self._remember(conn, frontier[1] if frontier else None, reorgs_seen)
+            await self._remember(conn, until, reorgs_seen)
         self.state = state
         self.log.info("reprojected", events=folded, seconds=round(time.perf_counter() - started, 2))
         return folded
 
-    def _read(self, limits: Mapping[str, tuple[int, int]], state: ProjectionState) -> AsyncIterator[list[Event]]:
+    def _read(
+        self, limits: Mapping[str, tuple[int, int]], state: ProjectionState, batch: int
+    ) -> AsyncIterator[list[Event]]:
         """Batches of the events after the state's watermarks up to the limits, in canonical order."""
 
         async def read(chain: str, after: Position, limit: int) -> list[Event]:
             return await read_events(self.pool, chain, after, *limits[chain], limit)
 
         after = {chain: _position(state.watermarks.get(chain)) for chain in limits}
-        return read_merged(read, after, self.batch)
+        return read_merged(read, after, batch)
 
     async def _start_write(
-        self, before: ProjectionState, after: ProjectionState, changes: Changes, frontier_time: int, reorgs_seen: int
+        self,
+        before: ProjectionState,
+        after: ProjectionState,
+        changes: Changes,
+        frontier_time: int | None,
+        reorgs_seen: int,
     ) -> asyncio.Task:
         """Write a folded batch in one transaction; returns once its rows are staged and the statement applying
         them is on its way, so the caller can fold the next batch while the server works."""
@@ -168,15 +188,33 @@ class Projector:
         await staged.wait()
         return task
 
-    async def _frontier(self) -> tuple[Mapping[str, tuple[int, int]], int] | None:
-        """Per chain, (confirmed block, last block time safe to fold); and the common frontier time."""
+    async def _frontier(self) -> tuple[dict[str, tuple[int, int]], int | None]:
+        """Per chain and feed, the (block, block time) up to which to fold; and the chains' common frontier time.
+
+        The chains fold together up to their common frontier (none while one has no confirmed
+        block yet); each feed up to its poll clock less its settle time, whatever the chains do.
+        """
         rows = await self.pool.fetch(
             "SELECT chain, confirmed_block, confirmed_time FROM v_chain_frontier WHERE chain = ANY($1::text[])",
-            self.chains,
+            [*self.chains, *self.feeds],
         )
-        if len(rows) < len(self.chains):
-            return None
-        return fold_limits([(r["chain"], r["confirmed_block"], r["confirmed_time"]) for r in rows])
+        found = {r["chain"]: (r["confirmed_block"], r["confirmed_time"]) for r in rows}
+        limits: dict[str, tuple[int, int]] = {}
+        until = None
+        if self.chains and all(chain in found for chain in self.chains):
+            chains = fold_limits([(chain, *found[chain]) for chain in self.chains])
+            if chains is not None:
+                limits, until = dict(chains[0]), chains[1]
+        for feed, settle in self.feeds.items():
+            if feed in found and found[feed][1] is not None:
+                limit = found[feed][1] - settle  # a feed's block numbers are its poll times
+                limits[feed] = (limit, limit)
+        return limits, until
+
+    def _folded_until(self, state: ProjectionState) -> int | None:
+        """The block time before which every chain's events are folded, as far as `state` got."""
+        times = [state.watermarks[chain][0] for chain in self.chains if chain in state.watermarks]
+        return max(times) - 1 if times else None  # events at the last one's time may go on in the next batch
 
     async def _reorged_below_watermark(self) -> tuple[bool, int]:
         """Whether a reorg since the last step removed events already folded; and the newest reorg id checked."""

@@ -82,12 +82,6 @@ class ProjectionState:
     withdrawals: Mapping[WithdrawalKey, tuple[Pending, ...]] = field(default_factory=_frozen)  # by unlock time
     watermarks: Mapping[str, ChainMark] = field(default_factory=_frozen)  # chain -> last applied event
 
-    @property
-    def last(self) -> OrderKey | None:
-        """Canonical key of the last event applied on any chain (the latest of the watermarks)."""
-        marks = ((time, chain, block, log, tx) for chain, (time, block, log, tx) in self.watermarks.items())
-        return max(marks, default=None)
-
     def position(self, staker: str, validator: str, asset: str) -> int:
         """One staker's amount of `asset` at `validator` (0 when none)."""
         return self.positions.get((validator, asset), {}).get(staker, 0)

@@ -7,6 +7,7 @@ import json
 import socket
 import time
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,9 @@ from eth_account.messages import encode_defunct
 from structlog.testing import capture_logs
 
 from indexer.chains.social import SocialSource
-from indexer.config import SocialChain
+from indexer.config import SocialChain, parse_config
+from indexer.errors import ConfigError
+from indexer.projector.runner import Projector
 
 NOW = 1_700_000_000
 STAKERS = [Account.from_key(bytes([i + 11]) * 32) for i in range(3)]
@@ -345,3 +348,62 @@ async def test_rejections_are_counted_by_reason_in_the_metrics(db, tmp_path):
         for reason in EXPECTED_REJECTIONS
     }
     assert counted == {reason: float(n) for reason, n in EXPECTED_REJECTIONS.items()}
+
+
+async def projected(db) -> dict[str, list[tuple]]:
+    return {
+        "validators": [tuple(r) for r in await db.fetch("SELECT * FROM v_validator_points ORDER BY 1, 2")],
+        "positions": [tuple(r) for r in await db.fetch("SELECT * FROM positions ORDER BY 1, 2, 3")],
+        "delegations": [tuple(r) for r in await db.fetch("SELECT * FROM social_delegations ORDER BY 1, 2, 3")],
+    }
+
+
+async def test_delegations_are_projected_on_the_feed_clock_and_a_late_record_rebuilds(db, tmp_path):
+    path = tmp_path / "feed.jsonl"
+    write_jsonl(path, VALID)  # issued at NOW - 60 (delegate 500), NOW - 30 (other staker), NOW - 10 (undelegate 200)
+    chain = {"name": "social", "kind": "social", "url": str(path), "settle_seconds": 60, "weight": "2.5"}
+    config = parse_config({"chains": [chain]})
+    source, projector = SocialSource(config.chains[0]), Projector(db, config)
+    one, two = STAKERS[0].address.lower(), STAKERS[1].address.lower()
+
+    await source.poll_once(db, now=NOW)
+    assert await projector.step() == 1  # up to the poll clock less the settle time: only the first record
+    assert (await projected(db))["validators"] == [("validator-one", "SOCIAL", 500, Decimal(1250))]
+
+    await source.poll_once(db, now=NOW + 100)
+    assert await projector.step() == 2
+    assert await projected(db) == {
+        "validators": [("validator-one", "SOCIAL", 300, Decimal(750)), ("validator-two", "SOCIAL", 70, Decimal(175))],
+        "positions": sorted([(one, "validator-one", "SOCIAL", 300), (two, "validator-two", "SOCIAL", 70)]),
+        "delegations": sorted([("social", one, "validator-one", 300), ("social", two, "validator-two", 70)]),
+    }
+
+    # published only now, dated before what was already folded: the projections are rebuilt with it in place
+    late = signed(STAKERS[1], action="undelegate", points=50, nonce=9, validator="validator-two", issued_at=NOW - 20)
+    write_jsonl(path, [*VALID, late])
+    with capture_logs() as logs:
+        assert await source.poll_once(db, now=NOW + 200) == (1, Counter())
+    assert [e["oldest_issued_at"] for e in logs if e["event"] == "feed_records_late"] == [NOW - 20]
+    assert await projector.step() == 4  # everything again
+    after = await projected(db)
+    assert after["delegations"] == sorted([("social", one, "validator-one", 300), ("social", two, "validator-two", 20)])
+    assert await Projector(db, config).reproject() == 4
+    assert await projected(db) == after
+
+    # a record dated after the folded part but within the settle time is simply folded next
+    fresh = signed(STAKERS[2], points=5, nonce=1, validator="validator-two", issued_at=NOW + 180)
+    write_jsonl(path, [*VALID, late, fresh])
+    await source.poll_once(db, now=NOW + 250)
+    assert await projector.step() == 1
+    assert await db.fetchval("SELECT count(*) FROM reorgs") == 1
+
+
+async def test_social_points_cannot_share_an_asset_with_a_staked_token(db, tmp_path):
+    config = parse_config({"chains": [
+        {"name": "social", "kind": "social", "url": str(tmp_path / "f.jsonl"), "asset": "ETH"},
+        {"name": "eth", "kind": "evm", "chain_id": 1, "rpc": ["http://127.0.0.1:1"],
+         "contracts": [{"name": "v1", "kind": "native", "version": 1, "address": "0x" + "e1" * 20,
+                        "start_block": 0, "asset": "ETH"}]},
+    ]})  # fmt: skip
+    with pytest.raises(ConfigError, match=r"chains\.social\.asset: ETH is also a staked token's asset"):
+        Projector(db, config)
