@@ -80,6 +80,8 @@ CREATE TABLE IF NOT EXISTS recent_blocks (
 
 -- Owned by the chain watchers: every reorg repaired, for operators and for the
 -- projector (a reorg below its watermark means reprojecting from `ancestor_block`).
+-- A social feed writes one too (empty hashes, no events removed) when a record arrives
+-- dated before what the projector may have folded: its history changed after `ancestor_block`.
 CREATE TABLE IF NOT EXISTS reorgs (
     id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     chain          text        NOT NULL,
