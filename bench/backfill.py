@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -77,10 +78,16 @@ def chain_document(deployment, url: str, name: str) -> dict:
 
 
 async def fresh_database(server: str) -> str:
+    """A new empty database for this run; earlier runs' databases that nobody uses any more are dropped."""
     name = f"indexer_bench_{os.getpid()}_{time.monotonic_ns() % 10**6}"
     admin = await asyncpg.connect(server)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
+    try:
+        for old in await admin.fetch("SELECT datname FROM pg_database WHERE datname LIKE 'indexer\\_bench\\_%'"):
+            with contextlib.suppress(asyncpg.ObjectInUseError):  # another benchmark's, still running
+                await admin.execute(f'DROP DATABASE "{old["datname"]}"')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
     return server.rsplit("/", 1)[0] + "/" + name
 
 
