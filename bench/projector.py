@@ -34,8 +34,9 @@ ZERO = "0x" + "00" * 20
 CONTRACTS = {"eth": ("0x" + "e1" * 20, "native", "ETH"), "bsc": ("0x" + "b5" * 20, "erc20", "TKN")}
 
 
-def synthesize(count: int, seed: int = 1, over_unstakes: float = 0.01) -> dict[str, list[Event]]:
-    """Valid event streams per chain: every unstake within its pool, every transfer within a balance."""
+def synthesize(count: int, seed: int = 1, over_unstakes: float = 0.01) -> tuple[dict[str, list[Event]], float]:
+    """Valid event streams per chain (every unstake within its pool, every transfer within a balance), and the
+    share of unstakes that took more than the holder's own position in that pool."""
     rng = random.Random(seed)
     stakers = [f"0x{i:040x}" for i in range(1, 4001)]
     pools = [f"0x{0xA000 + i:040x}" for i in range(50)]
@@ -43,7 +44,7 @@ def synthesize(count: int, seed: int = 1, over_unstakes: float = 0.01) -> dict[s
     state = {name: ({}, {}, {}) for name in CONTRACTS}  # chain -> (balances, pool totals, own stakes)
     staked_keys = {name: [] for name in CONTRACTS}  # keys ever staked, for O(1) sampling (stale ones skipped)
     holders = {name: [] for name in CONTRACTS}  # holders ever funded, likewise
-    made = 0
+    made = unstakes = over = 0
     block = {name: 0 for name in CONTRACTS}
     while made < count:
         chain = rng.choice(list(CONTRACTS))
@@ -71,19 +72,24 @@ def synthesize(count: int, seed: int = 1, over_unstakes: float = 0.01) -> dict[s
             balances[sender] -= amount
             balances[who] = balances.get(who, 0) + amount
             holders[chain].append(who)
-        else:
-            keys = staked_keys[chain]
-            own = [k for k in (rng.choice(keys) for _ in range(8)) if stakes.get(k) and balances.get(k[0])]
-            if own and rng.random() >= over_unstakes:  # a staker unstakes from its own position
-                holder, pool = own[0]
-                amount = min(rng.randint(1, stakes[(holder, pool)]), balances[holder], totals[pool])
-            else:  # a holder of transferred LST unstakes more than it staked there
-                holder, pool = rng.choice(holders[chain]), rng.choice(pools)
-                if not balances.get(holder) or not totals.get(pool):
-                    continue
-                amount = min(rng.randint(1, balances[holder]), totals[pool])
+        elif rng.random() >= over_unstakes:  # a staker unstakes from its own position
+            sampled = (rng.choice(staked_keys[chain]) for _ in range(16))
+            live = [k for k in sampled if stakes.get(k) and balances.get(k[0])]
+            if not live:  # mostly stale keys: keep only live ones
+                staked_keys[chain] = [k for k in dict.fromkeys(staked_keys[chain]) if stakes.get(k)]
+                continue
+            holder, pool = live[0]
+            amount = min(rng.randint(1, stakes[(holder, pool)]), balances[holder], totals[pool])
+        else:  # a holder of transferred LST unstakes more than it staked there
+            holder, pool = rng.choice(holders[chain]), rng.choice(pools)
+            if not balances.get(holder) or not totals.get(pool):
+                continue
+            amount = min(rng.randint(1, balances[holder]), totals[pool])
+        if not logs:  # an unstake
             if amount == 0:
                 continue
+            unstakes += 1
+            over += stakes.get((holder, pool), 0) < amount
             logs = [(EventType.TRANSFER, holder, ZERO, None, amount), (EventType.UNSTAKE, holder, None, pool, amount)]
             balances[holder] -= amount
             totals[pool] -= amount
@@ -99,7 +105,7 @@ def synthesize(count: int, seed: int = 1, over_unstakes: float = 0.01) -> dict[s
             if balances.get(holder) == 0:
                 del balances[holder]
         made += len(logs)
-    return streams
+    return streams, over / max(unstakes, 1)
 
 
 async def store(pool, streams: dict[str, list[Event]], upto: float) -> None:
@@ -164,11 +170,11 @@ async def main(args) -> None:
     configure_logging("warning")
     tune_gc()
     started = time.perf_counter()
-    streams = synthesize(args.events, over_unstakes=args.over_unstakes)
+    streams, over = synthesize(args.events, over_unstakes=args.over_unstakes)
     total = sum(len(s) for s in streams.values())
     print(
         f"synthesized {total:,} events in {time.perf_counter() - started:.1f} s; "
-        f"{args.over_unstakes:.0%} of unstakes by holders with no position there (pro rata over the pool)"
+        f"{over:.1%} of unstakes took more than the holder's own position (the excess: off the pool's others)"
     )
     dsn = await fresh_database(args.server)
     pool = await create_pool(dsn)
