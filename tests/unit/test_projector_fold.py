@@ -587,21 +587,34 @@ def test_balances_pools_positions_and_withdrawals_match_the_contract_model(actio
     assert dict(state.token_pools) == {(nft.chain, nft.address, t): pool for t, pool in model.token_pool.items()}
 
 
+@settings(max_examples=400)
 @given(
-    holdings=st.dictionaries(st.sampled_from(HOLDERS), st.integers(1, 10**6), min_size=1, max_size=6),
+    holdings=st.dictionaries(
+        st.from_regex(r"0x[0-9a-f]{3}", fullmatch=True),
+        st.one_of(st.integers(1, 10**6), st.integers(1, 10), st.integers(10**18, 10**24)),
+        min_size=1,
+        max_size=60,
+    ),
     data=st.data(),
 )
 def test_pro_rata_shares_are_floor_or_ceiling_of_the_exact_share_by_largest_remainder(holdings, data):
-    total = sum(holdings.values())
-    amount = data.draw(st.integers(0, total))
-    exact = {h: Fraction(amount * held, total) for h, held in holdings.items()}
+    exclude = data.draw(st.sampled_from([None, *holdings]))
+    others = {h: held for h, held in holdings.items() if h != exclude}
+    total = sum(others.values())
+    amount = data.draw(st.one_of(st.integers(0, total), st.integers(0, min(total, 5))))  # often a few units
+    exact = {h: Fraction(amount * held, total) for h, held in others.items()} if total else {}
     floors = {h: math.floor(x) for h, x in exact.items()}
-    by_remainder = sorted(holdings, key=lambda h: (-(exact[h] - floors[h]), h))
-    expected = {h: floors[h] + (1 if h in by_remainder[: amount - sum(floors.values())] else 0) for h in holdings}
-    taken = take_pro_rata(holdings, amount)
+    by_remainder = sorted(others, key=lambda h: (-(exact[h] - floors[h]), h))
+    expected = {h: floors[h] + (1 if h in by_remainder[: amount - sum(floors.values())] else 0) for h in others}
+    taken = take_pro_rata(holdings, amount, exclude=exclude)
     assert taken == {h: n for h, n in expected.items() if n}
     assert sum(taken.values()) == amount
-    assert all(taken.get(h, 0) <= held for h, held in holdings.items())
+    assert all(taken.get(h, 0) <= held for h, held in others.items())
+
+
+def test_taking_more_than_the_others_hold_is_refused():
+    with pytest.raises(ValueError, match="cannot take 4 from holdings totalling 3"):
+        take_pro_rata({ALICE: 5, BOB: 3}, 4, exclude=ALICE)
 
 
 def test_tron_mints_and_burns_use_the_base58_zero_address():
