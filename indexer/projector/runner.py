@@ -110,8 +110,8 @@ class Projector:
         try:
             async with aclosing(read_ahead(self._read(limits, self.state, self.batch))) as batches:
                 async for events in batches:
-                    # the server meanwhile applies the previous batch
-                    state, changes = fold(self.state, events, independent=self.feeds.keys())
+                    # in a thread: meanwhile the loop reads the next batch and the server applies the previous one
+                    state, changes = await asyncio.to_thread(fold, self.state, events, independent=self.feeds.keys())
                     if writing is not None:
                         await writing
                     writing = await self._start_write(
@@ -140,7 +140,9 @@ class Projector:
         self.state = None
         async with aclosing(read_ahead(self._read(limits, EMPTY, REBUILD_BATCH))) as batches:
             async for events in batches:
-                state, _ = fold(state, events, changes=False, independent=self.feeds.keys())
+                state, _ = await asyncio.to_thread(
+                    fold, state, events, changes=False, independent=self.feeds.keys()
+                )  # in a thread: meanwhile the loop reads the next batch
                 folded += len(events)
         async with self.pool.acquire() as conn, conn.transaction():
             await write_assets(conn, self.assets)

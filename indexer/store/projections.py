@@ -148,7 +148,7 @@ def _apply_sql(table: Table, ops: set[str]) -> str:
     stage, columns = _stage(table), ", ".join(table.columns)
     matches = " AND ".join(f"t.{k} = s.{k}" for k in table.keys)
     insert = f"INSERT INTO {table.name} ({columns}) SELECT {', '.join(map(_staged, table.columns))}"
-    statements = []
+    statements = [f"ANALYZE {stage}"]  # its size, so that a few rows are joined by index, not by a full scan
     if table.holds is None:  # many rows a key: replace them all
         statements.append(f"DELETE FROM {table.name} t USING {stage} s WHERE {matches}")
         if ops - {"d"}:
