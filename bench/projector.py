@@ -25,7 +25,7 @@ from indexer.batch import Batch, BlockRef  # noqa: E402
 from indexer.config import parse_config  # noqa: E402
 from indexer.events import Event, EventType  # noqa: E402
 from indexer.logs import configure_logging  # noqa: E402
-from indexer.projector.runner import BATCH, Projector  # noqa: E402
+from indexer.projector.runner import BATCH, READ_BATCH, Projector  # noqa: E402
 from indexer.runtime import tune_gc  # noqa: E402
 from indexer.store.database import apply_schema, create_pool  # noqa: E402
 from indexer.store.events import write_batch  # noqa: E402
@@ -188,7 +188,7 @@ async def main(args) -> None:
     await store(pool, streams, 0.9)
     print(f"stored 90% through the event log writer in {time.perf_counter() - started:.1f} s")
 
-    projector = Projector(pool, config, batch=args.batch)
+    projector = Projector(pool, config, batch=args.batch, read_batch=args.read_batch)
     started = time.perf_counter()
     folded = await projector.reproject()
     reproject_seconds = time.perf_counter() - started
@@ -224,7 +224,8 @@ if __name__ == "__main__":
         default=0.01,
         help="share of unstakes by LST holders without a position in that pool",
     )
-    parser.add_argument("--batch", type=int, default=BATCH, help="events read per chain per fold")
+    parser.add_argument("--batch", type=int, default=BATCH, help="events folded between two writes")
+    parser.add_argument("--read-batch", type=int, default=READ_BATCH, help="events read per chain at a time")
     parser.add_argument("--naive", type=int, default=20_000, help="events for the naive baseline")
     parser.add_argument(
         "--server", default=os.environ.get("INDEXER_BENCH_SERVER", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from types import MappingProxyType
 from typing import Any
 
@@ -10,6 +10,7 @@ from indexer.events import Event
 from indexer.projector.prorata import take_pro_rata
 from indexer.projector.state import (
     Changes,
+    OrderKey,
     PositionKey,
     ProjectionError,
     ProjectionState,
@@ -127,10 +128,21 @@ class Positions:
 
 
 class Draft:
-    """Every projection of a state, open for one batch."""
+    """Every projection of a state, open for the batches folded until it is frozen.
 
-    def __init__(self, state: ProjectionState) -> None:
+    `seen` holds per chain the canonical key of its last applied event (an event at or below
+    it is a replay); `last` the latest of those over the chains not `independent`.
+    """
+
+    def __init__(self, state: ProjectionState, independent: Set[str] = frozenset()) -> None:
         self.base = state
+        self.independent = independent
+        self.seen: dict[str, OrderKey] = {
+            chain: (time, chain, block, log, tx) for chain, (time, block, log, tx) in state.watermarks.items()
+        }
+        self.last: OrderKey | None = max(
+            (mark for chain, mark in self.seen.items() if chain not in independent), default=None
+        )
         self.validators = Table(state.validators)
         self.pools = Table(state.pools)
         self.positions = Positions(state)
@@ -162,6 +174,8 @@ class Draft:
 
     def freeze(self, *, changes: bool = True) -> tuple[ProjectionState, Changes]:
         """The new state and the keys whose value it changed (none reported unless `changes`)."""
+        for chain, (time, _, block, log, tx) in self.seen.items():
+            self.watermarks.set(chain, (time, block, log, tx))  # unchanged ones are not reported as changed
         state = ProjectionState(
             validators=self.validators.frozen(),
             pools=self.pools.frozen(),

@@ -41,11 +41,20 @@ def fold(
     feeds, with assets of their own): they keep their own order only, not the cross-chain one.
     With `changes=False` the keys changed are not worked out (an empty Changes): for a rebuild.
     """
-    draft = Draft(state)
-    # per chain, the canonical key of its last applied event: an event at or below it is a replay
-    seen = {chain: (time, chain, block, log, tx) for chain, (time, block, log, tx) in state.watermarks.items()}
-    last = max((mark for chain, mark in seen.items() if chain not in independent), default=None)
+    draft = Draft(state, independent)
+    apply(draft, events)
+    return draft.freeze(changes=changes)
+
+
+def apply(draft: Draft, events: Iterable[Event]) -> int:
+    """Fold `events` into an open draft, as `fold` does; returns how many were applied (not replays).
+
+    Several batches may go into one draft, each after the one before in canonical order: the
+    runner reads a step in small batches and freezes the draft only when it writes.
+    """
+    seen, independent, last = draft.seen, draft.independent, draft.last
     handlers = _HANDLERS
+    applied = 0
     for order, event in sorted(((canonical_order(e), e) for e in events), key=_first):
         mark = seen.get(event.chain)
         if mark is not None and order <= mark:
@@ -63,9 +72,9 @@ def fold(
         seen[event.chain] = order
         if ordered:
             last = order
-    for chain, (time, _, block, log, tx) in seen.items():
-        draft.watermarks.set(chain, (time, block, log, tx))  # unchanged ones are not reported as changed
-    return draft.freeze(changes=changes)
+        applied += 1
+    draft.last = last
+    return applied
 
 
 def _first(pair: tuple) -> Any:

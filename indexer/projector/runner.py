@@ -19,13 +19,15 @@ import structlog
 
 from indexer.errors import ConfigError
 from indexer.events import Event
+from indexer.projector.draft import Draft
 from indexer.projector.feed import Position, read_ahead, read_merged
-from indexer.projector.fold import fold
+from indexer.projector.fold import apply
 from indexer.projector.state import EMPTY, ChainMark, Changes, ProjectionState
 from indexer.store.projections import load_state, read_events, replace_all, stage_changes, write_assets
 
-BATCH = 50_000  # events read per chain at a time: one fold and one transaction each
-REBUILD_BATCH = 200_000  # the same for `reproject`, which writes once at the end
+BATCH = 50_000  # events folded between two writes (one transaction each)
+READ_BATCH = 10_000  # events read per chain at a time, folded while the next ones are read
+REBUILD_BATCH = 50_000  # the same for `reproject`, which writes once at the end
 log = structlog.get_logger(__name__)
 
 
@@ -73,7 +75,7 @@ def fold_limits(chains: list[tuple[str, int, int | None]]) -> tuple[dict[str, tu
 class Projector:
     """Keeps the projection tables equal to the fold of the confirmed event log."""
 
-    def __init__(self, pool: asyncpg.Pool, config, *, batch: int = BATCH) -> None:
+    def __init__(self, pool: asyncpg.Pool, config, *, batch: int = BATCH, read_batch: int = READ_BATCH) -> None:
         self.pool = pool
         self.chains = sorted(c.name for c in config.chains if c.kind in ("evm", "tron"))
         # social feeds fold on their own clock, held back by their settle time for records published late
@@ -86,7 +88,7 @@ class Projector:
             ]
         )
         self.assets = asset_weights(config)
-        self.batch = batch
+        self.batch, self.read_batch = batch, read_batch
         self.state: ProjectionState | None = None
         self.remembered: tuple[int | None, int] | None = None  # (frontier time, reorgs seen) last written
         self.log = log.bind(component="projector")
@@ -106,19 +108,20 @@ class Projector:
         reorged, reorgs_seen = await self._reorged_below_watermark()
         if reorged or await self._pool_named_since():
             return await self.reproject()
-        folded, writing = 0, None
+        folded, unwritten, writing = 0, 0, None
+        draft = Draft(self.state, self.feeds.keys())
         try:
-            async with aclosing(read_ahead(self._read(limits, self.state, self.batch))) as batches:
+            async with aclosing(read_ahead(self._read(limits, self.state, self.read_batch))) as batches:
                 async for events in batches:
-                    # in a thread: meanwhile the loop reads the next batch and the server applies the previous one
-                    state, changes = await asyncio.to_thread(fold, self.state, events, independent=self.feeds.keys())
-                    if writing is not None:
-                        await writing
-                    writing = await self._start_write(
-                        self.state, state, changes, self._folded_until(state), reorgs_seen
-                    )
-                    self.state = state
+                    # in a thread: meanwhile the loop reads the next batch and the server applies the last write
+                    await asyncio.to_thread(apply, draft, events)
                     folded += len(events)
+                    unwritten += len(events)
+                    if unwritten >= self.batch:
+                        writing = await self._write(draft, writing, reorgs_seen)
+                        draft, unwritten = Draft(self.state, self.feeds.keys()), 0
+            if unwritten:
+                writing = await self._write(draft, writing, reorgs_seen)
             if writing is not None:
                 await writing
             if (until, reorgs_seen) != self.remembered:
@@ -136,14 +139,13 @@ class Projector:
         started = time.perf_counter()
         reorgs_seen = await self.pool.fetchval("SELECT coalesce(max(id), 0) FROM reorgs")
         limits, until = await self._frontier()
-        state, folded = EMPTY, 0
+        draft, folded = Draft(EMPTY, self.feeds.keys()), 0
         self.state = None
         async with aclosing(read_ahead(self._read(limits, EMPTY, REBUILD_BATCH))) as batches:
             async for events in batches:
-                state, _ = await asyncio.to_thread(
-                    fold, state, events, changes=False, independent=self.feeds.keys()
-                )  # in a thread: meanwhile the loop reads the next batch
+                await asyncio.to_thread(apply, draft, events)  # in a thread: meanwhile the loop reads the next batch
                 folded += len(events)
+        state, _ = draft.freeze(changes=False)
         async with self.pool.acquire() as conn, conn.transaction():
             await write_assets(conn, self.assets)
             await replace_all(conn, state)
@@ -162,6 +164,16 @@ class Projector:
 
         after = {chain: _position(state.watermarks.get(chain)) for chain in limits}
         return read_merged(read, after, batch)
+
+    async def _write(self, draft: Draft, previous: asyncio.Task | None, reorgs_seen: int) -> asyncio.Task:
+        """Freeze the draft into the new state and start writing what changed, once the previous write is done."""
+        assert self.state is not None
+        state, changes = draft.freeze()
+        if previous is not None:
+            await previous
+        writing = await self._start_write(self.state, state, changes, self._folded_until(state), reorgs_seen)
+        self.state = state
+        return writing
 
     async def _start_write(
         self,
