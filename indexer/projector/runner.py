@@ -22,7 +22,7 @@ from indexer.events import Event
 from indexer.projector.draft import Draft
 from indexer.projector.feed import Position, read_ahead, read_merged
 from indexer.projector.fold import apply
-from indexer.projector.state import EMPTY, ChainMark, Changes, ProjectionState
+from indexer.projector.state import EMPTY, ChainMark, ProjectionState
 from indexer.store.projections import load_state, read_events, replace_all, stage_changes, write_assets
 
 BATCH = 50_000  # events folded between two writes (one transaction each)
@@ -166,41 +166,23 @@ class Projector:
         return read_merged(read, after, batch)
 
     async def _write(self, draft: Draft, previous: asyncio.Task | None, reorgs_seen: int) -> asyncio.Task:
-        """Freeze the draft into the new state and start writing what changed, once the previous write is done."""
-        assert self.state is not None
-        state, changes = draft.freeze()
+        """Freeze the draft into the new state and write what changed in one transaction, in a task started once
+        the previous write is done: the caller folds on while it stages the rows and the server applies them."""
+        before = self.state
+        assert before is not None
+        state, changes = await asyncio.to_thread(draft.freeze)
         if previous is not None:
             await previous
-        writing = await self._start_write(self.state, state, changes, self._folded_until(state), reorgs_seen)
-        self.state = state
-        return writing
-
-    async def _start_write(
-        self,
-        before: ProjectionState,
-        after: ProjectionState,
-        changes: Changes,
-        frontier_time: int | None,
-        reorgs_seen: int,
-    ) -> asyncio.Task:
-        """Write a folded batch in one transaction; returns once its rows are staged and the statement applying
-        them is on its way, so the caller can fold the next batch while the server works."""
-        staged = asyncio.Event()
+        self.state, frontier_time = state, self._folded_until(state)
 
         async def write() -> None:
-            try:
-                async with self.pool.acquire() as conn, conn.transaction():
-                    await self._remember(conn, frontier_time, reorgs_seen)
-                    apply = await stage_changes(conn, before, after, changes)
-                    staged.set()
-                    if apply:
-                        await conn.execute(apply)
-            finally:
-                staged.set()
+            async with self.pool.acquire() as conn, conn.transaction():
+                await self._remember(conn, frontier_time, reorgs_seen)
+                statement = await stage_changes(conn, before, state, changes)
+                if statement:
+                    await conn.execute(statement)
 
-        task = asyncio.create_task(write())
-        await staged.wait()
-        return task
+        return asyncio.create_task(write())
 
     async def _frontier(self) -> tuple[dict[str, tuple[int, int]], int | None]:
         """Per chain and feed, the (block, block time) up to which to fold; and the chains' common frontier time.
