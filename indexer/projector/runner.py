@@ -2,8 +2,12 @@
 
 The frontier is the smallest confirmed block time over all configured chains: only
 events at or before it are final everywhere, so folding them in canonical order
-gives the same result whichever chain was indexed first. A reorg that reached below
-what was already folded makes the projector rebuild everything from the event log.
+gives the same result whichever chain was indexed first. Social feeds touch only their
+own asset and fold on their own clock. A reorg (or a late feed record) that reached
+below what was already folded makes the projector rebuild everything from the event log.
+
+Three things overlap in a step: Postgres reads the next events, a thread folds the
+current ones into an open draft, and a task writes the last frozen draft's changes.
 """
 
 from __future__ import annotations
