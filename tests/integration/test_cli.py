@@ -136,7 +136,7 @@ async def test_one_process_indexes_an_evm_chain_and_a_social_feed(
     feed = tmp_path / "feed.jsonl"
     feed.write_text(json.dumps(record) + "\n")
     receipt = await driver.stake("native_v1", driver.accounts[1], "0x" + "a1" * 20, 10**18)
-    social = {"name": "social", "kind": "social", "url": str(feed), "poll_interval_seconds": 0.2}
+    social = {"name": "social", "kind": "social", "url": str(feed), "poll_interval_seconds": 0.2, "settle_seconds": 0}
     config = write_config(tmp_path / "chains.yaml", database_dsn, [chain_config(deployment, [anvil.url]), social])
     result = run_cli(config, "run", "--once")
     assert result.returncode == 0, result.stderr
@@ -144,6 +144,8 @@ async def test_one_process_indexes_an_evm_chain_and_a_social_feed(
                              receipt["transactionHash"].to_0x_hex()) == 2  # fmt: skip
     row = await db.fetchrow("SELECT event_type, staker, pool, amount FROM events WHERE chain = 'social'")
     assert tuple(row) == ("social_delegate", staker.address.lower(), "validator-one", 250)
+    points = await db.fetch("SELECT validator, asset, amount FROM v_validator_points ORDER BY asset")
+    assert [tuple(r) for r in points] == [("0x" + "a1" * 20, "ETH", 10**18), ("validator-one", "SOCIAL", 250)]
 
 
 async def test_a_failing_chain_shows_in_status_and_does_not_stop_the_others(
