@@ -177,7 +177,13 @@ def test_erc721_defaults_to_version_1_and_zero_decimals():
 def test_social_chain_defaults():
     social = {"name": "social", "kind": "social", "url": "./feed.jsonl"}
     chain = parse_config(base(chains=[social])).chain("social")
-    assert (chain.poll_interval_seconds, chain.asset, chain.decimals, chain.weight) == (30.0, "SOCIAL", 0, 1)
+    assert (chain.poll_interval_seconds, chain.settle_seconds, chain.asset, chain.decimals, chain.weight) == (
+        30.0,
+        120,
+        "SOCIAL",
+        0,
+        1,
+    )
 
 
 def test_config_is_frozen():
@@ -382,6 +388,10 @@ C0 = ("chains", 0, "contracts", 0)
         (
             _set(("chains", 0), {"name": "s", "kind": "social", "url": "ftp://feed"}),
             "chains[0].url: not a http/https URL",
+        ),
+        (
+            _set(("chains", 0), {"name": "s", "kind": "social", "url": "./feed.jsonl", "settle_seconds": -1}),
+            "chains[0].settle_seconds: input should be greater than or equal to 0",
         ),
     ],
 )
