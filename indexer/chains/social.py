@@ -106,7 +106,7 @@ class SocialSource:
         self.url: str = chain.url
         self.asset: str = chain.asset
         self.poll_interval: float = float(chain.poll_interval_seconds)
-        self.settle: int = int(getattr(chain, "settle_seconds", 0))
+        self.settle: int = chain.settle_seconds  # how far back the projector may already have folded
         self.request_timeout = request_timeout
         self.rejections: Counter[str] = Counter()  # by reason, since start (for metrics)
         self.accepted_total = 0

@@ -45,17 +45,10 @@ class Table:
 
     def add(self, key: Any, delta: int, event: Event, what: str) -> None:
         """Add `delta` to an amount; going below zero means the log contradicts the chain."""
-        if not self.owned:
-            self.rows, self.owned = dict(self.base), True
-        rows = self.rows
-        value = rows.get(key, 0) + delta
-        if value > 0:
-            rows[key] = value
-        elif value == 0:
-            rows.pop(key, None)
-        else:
+        value = self.rows.get(key, 0) + delta
+        if value < 0:
             raise ProjectionError(f"{what} {key} would go negative ({value}) at {event.event_type} in {where(event)}")
-        self.touched.add(key)
+        self.set(key, value)
 
     def frozen(self) -> Mapping:
         return MappingProxyType(self.rows) if self.owned else self.base

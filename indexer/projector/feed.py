@@ -49,9 +49,8 @@ async def read_merged(read: Reader, after: Mapping[str, Position], limit: int) -
     open_chains = set(positions)
     while open_chains or any(buffers.values()):
         empty = sorted(chain for chain in open_chains if not buffers[chain])
-        for chain, events in zip(
-            empty, await asyncio.gather(*(read(c, positions[c], limit) for c in empty)), strict=True
-        ):
+        reads = await asyncio.gather(*(read(chain, positions[chain], limit) for chain in empty))
+        for chain, events in zip(empty, reads, strict=True):
             if len(events) < limit:
                 open_chains.discard(chain)
             if events:

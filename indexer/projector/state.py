@@ -41,11 +41,6 @@ def canonical_order(event: Event) -> OrderKey:
     return (event.block_time, event.chain, event.block_number, event.log_index, event.tx_hash)
 
 
-def chain_mark(event: Event) -> ChainMark:
-    """The event's place within its own chain, as kept in a watermark."""
-    return (event.block_time, event.block_number, event.log_index, event.tx_hash)
-
-
 def pool_key(event: Event) -> str:
     """The validator id an event names; an unresolved string pool is keyed `hash:<keccak256>` until named."""
     if event.pool is not None:
