@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping, Set
+from itertools import compress
 from types import MappingProxyType
 from typing import Any
 
 from indexer.events import Event
-from indexer.projector.prorata import take_pro_rata
+from indexer.projector.prorata import shares
 from indexer.projector.state import (
     Changes,
     OrderKey,
@@ -78,28 +80,37 @@ class Positions:
 
     def add(self, staker: str, validator: str, asset: str, amount: int) -> None:
         stakers = self.stakers(validator, asset)
-        stakers[staker] = stakers.get(staker, 0) + amount
-        if not stakers[staker]:
-            del stakers[staker]
+        self._set(stakers, staker, stakers.get(staker, 0) + amount)
         self.touched[(validator, asset)].add(staker)
 
     def remove(self, holder: str, validator: str, asset: str, amount: int, event: Event) -> None:
         """Take `amount` from the holder's own position first, the excess from the others pro rata."""
         stakers = self.stakers(validator, asset)
+        touched = self.touched[(validator, asset)]
         own = min(stakers.get(holder, 0), amount)
-        taken = {holder: own} if own else {}
-        if amount > own:
-            try:
-                taken.update(take_pro_rata(stakers, amount - own, exclude=holder))
-            except ValueError as exc:
-                raise ProjectionError(f"positions at {validator}/{asset} broken ({exc}) in {where(event)}") from exc
-        for staker, share in taken.items():
-            left = stakers[staker] - share
-            if left:
-                stakers[staker] = left
-            else:
-                del stakers[staker]
-        self.touched[(validator, asset)].update(taken)
+        if own:
+            self._set(stakers, holder, stakers[holder] - own)
+            touched.add(holder)
+        if amount == own:
+            return
+        names, held = list(stakers), list(stakers.values())  # the holder's own position is gone by now
+        try:
+            taken = shares(names, held, amount - own)
+        except ValueError as exc:
+            raise ProjectionError(f"positions at {validator}/{asset} broken ({exc}) in {where(event)}") from exc
+        left = list(map(int.__sub__, held, taken))
+        stakers.update(zip(names, left, strict=True))  # in C: a pool's every position may give a little
+        if 0 in left:
+            for name in compress(names, map(operator.not_, left)):
+                del stakers[name]
+        touched.update(compress(names, taken))
+
+    @staticmethod
+    def _set(stakers: dict[str, int], staker: str, amount: int) -> None:
+        if amount:
+            stakers[staker] = amount
+        else:
+            del stakers[staker]
 
     def frozen(self) -> Mapping:
         for key in self.owned:

@@ -3,42 +3,56 @@
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 
 def take_pro_rata(holdings: Mapping[str, int], amount: int, exclude: str | None = None) -> dict[str, int]:
     """What each holder (but `exclude`) gives up when `amount` is taken from them in proportion to their size.
 
-    Each gives floor(amount * held / total); the units left over go one each to the largest
-    remainders, equal remainders to the lower address first. The result sums to `amount`
-    and never exceeds a holding; holders giving nothing are left out.
-
-    A holder below total / amount gives a floor of zero and keeps the remainder amount * held,
-    which orders as its holding does: so when little is taken (the usual over-unstake excess
-    of a few units), only the big holders are divided and the largest of the small ones ranked.
+    The result sums to `amount` and never exceeds a holding; holders giving nothing are left out.
     """
-    total = sum(holdings.values()) - holdings.get(exclude, 0) if exclude is not None else sum(holdings.values())
+    others = dict(holdings)
+    if exclude is not None:
+        others.pop(exclude, None)
+    holders = list(others)
+    taken = shares(holders, list(others.values()), amount)
+    return {holder: share for holder, share in zip(holders, taken, strict=True) if share}
+
+
+def shares(holders: Sequence[str], held: Sequence[int], amount: int) -> list[int]:
+    """What each holder gives up when `amount` is taken from `held` (same order as `holders`) pro rata.
+
+    Each gives floor(amount * held / total); the units left over go one each to the largest
+    remainders, equal remainders to the lower address first. The arithmetic runs in C
+    (map over int methods): a pool of a few thousand positions shares in about a millisecond.
+    """
+    total = sum(held)
     if not 0 <= amount <= total:
         raise ValueError(f"cannot take {amount} from holdings totalling {total}")
     if amount == 0:
-        return {}
-    threshold = -(-total // amount)  # the smallest holding with a floor share of at least one
-    others = holdings.items() if exclude is None else [(h, held) for h, held in holdings.items() if h != exclude]
-    big = [(holder, divmod(amount * held, total)) for holder, held in others if held >= threshold]
-    taken = {holder: share for holder, (share, _) in big}
-    left = amount - sum(taken.values())
-    if not left:
+        return [0] * len(held)
+    if amount * max(held) < total:  # every floor is zero, every remainder amount * held: rank the holdings
+        taken = [0] * len(held)
+        for i in _largest(amount, held, holders):
+            taken[i] = 1
         return taken
-    # (-remainder, holder): the largest remainders first, equal ones by address
-    remainders = [(-remainder, holder) for holder, (_, remainder) in big if remainder]
-    if len(big) < len(others):  # a small holder's remainder is amount * held: rank by holding, keep the first few
-        small = [(-held, holder) for holder, held in others if held < threshold]
-        remainders += [(held * amount, holder) for held, holder in _first(left, small)]
-    for _, holder in _first(left, remainders):
-        taken[holder] = taken.get(holder, 0) + 1
+    taken, remainders = map(list, zip(*map(total.__rdivmod__, map(amount.__mul__, held)), strict=True))
+    left = amount - sum(taken)  # fewer than len(held): each floor misses less than one unit
+    if left:
+        for i in _largest(left, remainders, holders):
+            taken[i] += 1
     return taken
 
 
-def _first(count: int, items: list[tuple[int, str]]) -> list[tuple[int, str]]:
-    """The `count` smallest items, in order."""
-    return heapq.nsmallest(count, items) if count * 8 < len(items) else sorted(items)[:count]
+def _largest(count: int, values: Sequence[int], holders: Sequence[str]) -> list[int]:
+    """The indexes of the `count` largest values, equal ones by lower address."""
+    if count * 8 < len(values):  # as sorted(..., reverse=True)[:count + 1]: stable, equal ones in order
+        ranked = heapq.nlargest(count + 1, range(len(values)), key=values.__getitem__)
+    else:
+        ranked = sorted(range(len(values)), key=values.__getitem__, reverse=True)
+    cut = values[ranked[count - 1]]
+    if count == len(ranked) or values[ranked[count]] != cut:  # none equal to the last one left out
+        return ranked[:count]
+    above = [i for i in ranked[:count] if values[i] > cut]  # equal values straddle the cut: by address
+    at = sorted((i for i, remainder in enumerate(values) if remainder == cut), key=holders.__getitem__)
+    return above + at[: count - len(above)]
