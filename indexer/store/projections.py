@@ -16,61 +16,78 @@ from indexer.projector.state import Changes, Pending, ProjectionState
 Row = tuple[Any, ...]
 
 
+Lookup = Callable[[tuple], tuple | None]  # a key's value columns, None when it has no row
+
+
 @dataclass(frozen=True)
 class Table:
-    """How one projection maps to a table: its key and value columns, the keys a fold changed, their rows."""
+    """How one projection maps to a table: its key and value columns, the keys a fold changed, their rows.
+
+    A table has one row a key (`lookup`: a state's key -> value columns) or many (`many`: the rows of keys).
+    """
 
     name: str
     keys: tuple[str, ...]
     values: tuple[str, ...]
     changed: Callable[[Changes], Iterable[tuple]]
-    rows: Callable[[ProjectionState, Iterable[tuple]], list[Row]]  # rows of the keys still present
     all_keys: Callable[[ProjectionState], Iterable[tuple]]
-    holds: Callable[[ProjectionState, tuple], bool] | None = None  # whether a key has its one row (None: many rows)
+    lookup: Callable[[ProjectionState], Lookup] | None = None
+    many: Callable[[ProjectionState, Iterable[tuple]], list[Row]] | None = None
+    size: Callable[[ProjectionState], int] | None = None  # its row count, when not len(all_keys(state))
 
     @property
     def columns(self) -> tuple[str, ...]:
         return (*self.keys, *self.values)
 
+    def rows(self, state: ProjectionState, keys: Iterable[tuple]) -> list[Row]:
+        """The rows of `keys` in `state` (keys without one are left out)."""
+        if self.lookup is None:
+            assert self.many is not None
+            return self.many(state, keys)
+        find = self.lookup(state)
+        return [(*key, *found) for key in keys if (found := find(key)) is not None]
+
+    def count(self, state: ProjectionState) -> int:
+        """How many keys the table holds in `state`."""
+        return self.size(state) if self.size is not None else len(self.all_keys(state))  # type: ignore[arg-type]
+
 
 def _plain(name: str, keys: tuple[str, ...], value: str, attribute: str) -> Table:
     """A table of one mapping of the state, named alike in the state and in Changes: key -> value."""
 
-    def rows(state: ProjectionState, keys: Iterable[tuple]) -> list[Row]:
-        mapping = getattr(state, attribute)
-        return [(*key, mapping[key]) for key in keys if key in mapping]
+    def lookup(state: ProjectionState) -> Lookup:
+        get = getattr(state, attribute).get
 
-    return Table(
-        name, keys, (value,), lambda c: getattr(c, attribute), rows, lambda s: getattr(s, attribute).keys(),
-        lambda s, key: key in getattr(s, attribute),
-    )  # fmt: skip
+        def find(key: tuple) -> tuple | None:
+            found = get(key)
+            return None if found is None else (found,)
+
+        return find
+
+    return Table(name, keys, (value,), lambda c: getattr(c, attribute), lambda s: getattr(s, attribute).keys(), lookup)
 
 
 _NONE: Mapping = MappingProxyType({})
 
 
-def _position_rows(state: ProjectionState, keys: Iterable[tuple]) -> list[Row]:
+def _position(state: ProjectionState) -> Lookup:
     positions = state.positions
-    rows = []
-    for staker, validator, asset in keys:
-        amount = positions.get((validator, asset), _NONE).get(staker)
-        if amount:
-            rows.append((staker, validator, asset, amount))
-    return rows
+
+    def find(key: tuple) -> tuple | None:
+        amount = positions.get((key[1], key[2]), _NONE).get(key[0])
+        return (amount,) if amount else None
+
+    return find
 
 
-def _holds_position(state: ProjectionState, key: tuple) -> bool:
-    staker, validator, asset = key
-    return staker in state.positions.get((validator, asset), _NONE)
+def _token(state: ProjectionState) -> Lookup:
+    owners, pools = state.token_owners, state.token_pools
 
+    def find(key: tuple) -> tuple | None:
+        owner, pool = owners.get(key), pools.get(key)
+        return None if owner is None and pool is None else (owner, pool)
 
-def _token_rows(state: ProjectionState, keys: Iterable[tuple]) -> list[Row]:
-    return [
-        (chain, contract, token_id, state.token_owners.get(key), state.token_pools.get(key))
-        for key in keys
-        for chain, contract, token_id in [key]
-        if key in state.token_owners or key in state.token_pools
-    ]
+    return find
 
 
 def _withdrawal_rows(state: ProjectionState, keys: Iterable[tuple]) -> list[Row]:
@@ -81,25 +98,24 @@ def _withdrawal_rows(state: ProjectionState, keys: Iterable[tuple]) -> list[Row]
     ]
 
 
-def _cursor_rows(state: ProjectionState, keys: Iterable[tuple]) -> list[Row]:
-    return [(chain, *state.watermarks[chain]) for (chain,) in keys if chain in state.watermarks]
+def _cursor(state: ProjectionState) -> Lookup:
+    return lambda key: state.watermarks.get(key[0])  # (block_time, block_number, log_index, tx_hash)
 
 
 TABLES = (
     _plain("validator_amounts", ("validator", "asset"), "amount", "validators"),
     _plain("pool_amounts", ("chain", "contract", "pool"), "amount", "pools"),
-    Table("positions", ("staker", "validator", "asset"), ("amount",), lambda c: c.positions, _position_rows,
-          lambda s: (key for key, _ in s.iter_positions()), _holds_position),
+    Table("positions", ("staker", "validator", "asset"), ("amount",), lambda c: c.positions,
+          lambda s: (key for key, _ in s.iter_positions()), _position,
+          size=lambda s: sum(map(len, s.positions.values()))),
     _plain("social_delegations", ("feed", "staker", "validator"), "points", "delegations"),
     _plain("lst_balances", ("chain", "contract", "holder"), "balance", "balances"),
-    Table("lst_tokens", ("chain", "contract", "token_id"), ("owner", "pool"), lambda c: c.tokens, _token_rows,
-          lambda s: s.token_owners.keys() | s.token_pools.keys(),
-          lambda s, key: key in s.token_owners or key in s.token_pools),
+    Table("lst_tokens", ("chain", "contract", "token_id"), ("owner", "pool"), lambda c: c.tokens,
+          lambda s: s.token_owners.keys() | s.token_pools.keys(), _token),
     Table("pending_withdrawals", ("chain", "contract", "staker"), ("position", "amount", "unlock_time"),
-          lambda c: c.withdrawals, _withdrawal_rows, lambda s: s.withdrawals.keys()),
+          lambda c: c.withdrawals, lambda s: s.withdrawals.keys(), many=_withdrawal_rows),
     Table("projector_cursor", ("chain",), ("block_time", "block_number", "log_index", "tx_hash"),
-          lambda c: ((chain,) for chain in c.watermarks), _cursor_rows, lambda s: ((c,) for c in s.watermarks),
-          lambda s, key: key[0] in s.watermarks),
+          lambda c: ((chain,) for chain in c.watermarks), lambda s: [(c,) for c in s.watermarks], _cursor),
 )  # fmt: skip
 
 
@@ -126,6 +142,14 @@ def copy_field(value: Any) -> str:
     return str(value)
 
 
+def copy_line(row: Row) -> str:
+    """A row in COPY text format, without its line end."""
+    line = "\t".join(map(str, row))  # as is, unless a field is NULL or holds a character COPY escapes
+    if line.count("\t") != len(row) - 1 or "\\" in line or "\n" in line or "\r" in line or None in row:
+        line = "\t".join(map(copy_field, row))
+    return line
+
+
 def _stage(table: Table) -> str:
     return f"stage_{table.name}"
 
@@ -143,22 +167,30 @@ _STAGE_DDL = "; ".join(
 )
 
 
-def _apply_sql(table: Table, ops: set[str]) -> str:
-    """The statements moving a table's staged rows into it, for the kinds of rows staged."""
+def _apply_sql(table: Table, ops: set[str], *, most: bool = False) -> str:
+    """The statements moving a table's staged rows into it, for the kinds of rows staged.
+
+    `most`: the stage holds a good part of the table, to be joined by hash: the planner, which
+    multiplies the key columns' selectivities, would expect a few rows and loop over the index.
+    """
     stage, columns = _stage(table), ", ".join(table.columns)
     matches = " AND ".join(f"t.{k} = s.{k}" for k in table.keys)
     insert = f"INSERT INTO {table.name} ({columns}) SELECT {', '.join(map(_staged, table.columns))}"
     statements = [f"ANALYZE {stage}"]  # its size, so that a few rows are joined by index, not by a full scan
-    if table.holds is None:  # many rows a key: replace them all
+    if table.lookup is None:  # many rows a key: replace them all
         statements.append(f"DELETE FROM {table.name} t USING {stage} s WHERE {matches}")
         if ops - {"d"}:
             statements.append(f"{insert} FROM {stage} WHERE op <> 'd'")
         return "; ".join(statements)
+    if most:
+        statements.append("SET LOCAL enable_nestloop = off")
     if "d" in ops:
         statements.append(f"DELETE FROM {table.name} t USING {stage} s WHERE {matches} AND s.op = 'd'")
     if "u" in ops:
         updates = ", ".join(f"{c} = {_staged(c, 's.')}" for c in table.values)
         statements.append(f"UPDATE {table.name} t SET {updates} FROM {stage} s WHERE {matches} AND s.op = 'u'")
+    if most:
+        statements.append("RESET enable_nestloop")
     if "i" in ops:
         upsert = ", ".join(f"{c} = EXCLUDED.{c}" for c in table.values)
         statements.append(
@@ -175,8 +207,24 @@ async def _stage_rows(conn: asyncpg.Connection, table: Table, lines: list[str]) 
         )
 
 
-def _lines(rows: Iterable[Row], op: str) -> list[str]:
-    return ["\t".join([*map(copy_field, row), op]) for row in rows]
+def changed_lines(table: Table, before: ProjectionState, after: ProjectionState, keys: Iterable[tuple]) -> list[str]:
+    """The stage lines of a table's changed keys, each marked (i)nsert, (u)pdate or (d)elete."""
+    if table.lookup is None:  # many rows a key: all replaced
+        rows = table.rows(after, keys)
+        present = {row[: len(table.keys)] for row in rows}
+        blanks = (None,) * len(table.values)
+        gone = [(*key, *blanks) for key in keys if key not in present]
+        return [*(copy_line(row) + "\ti" for row in rows), *(copy_line(row) + "\td" for row in gone)]
+    now, was = table.lookup(after), table.lookup(before)
+    blanks = (None,) * len(table.values)
+    lines = []
+    for key in keys:
+        found = now(key)
+        if found is not None:
+            lines.append(copy_line((*key, *found)) + ("\tu" if was(key) is not None else "\ti"))
+        elif was(key) is not None:
+            lines.append(copy_line((*key, *blanks)) + "\td")
+    return lines
 
 
 async def stage_changes(
@@ -193,22 +241,12 @@ async def stage_changes(
         keys = table.changed(changes)
         if not keys:
             continue
-        width, blanks = len(table.keys), (None,) * len(table.values)
-        rows = table.rows(after, keys)
-        present = {row[:width] for row in rows}
-        gone = [(*key, *blanks) for key in keys if key not in present]
-        if table.holds is None:  # many rows a key: all replaced
-            staged = {"i": rows, "d": gone}
-        else:
-            holds = table.holds
-            staged = {"u": [], "i": [], "d": [row for row in gone if holds(before, row[:width])]}
-            updated, added = staged["u"].append, staged["i"].append
-            for row in rows:
-                (updated if holds(before, row[:width]) else added)(row)
-        lines = [line for op, part in staged.items() for line in _lines(part, op)]
+        lines = changed_lines(table, before, after, keys)
         if lines:
+            ops = {line[-1] for line in lines}
+            most = len(lines) * 8 > table.count(before)
             await _stage_rows(conn, table, lines)
-            statements.append(_apply_sql(table, {op for op, part in staged.items() if part}))
+            statements.append(_apply_sql(table, ops, most=most))
     return "; ".join(statements)
 
 
@@ -220,7 +258,7 @@ async def replace_all(conn: asyncpg.Connection, state: ProjectionState) -> None:
         statements.append(f"TRUNCATE {table.name}")
         rows = table.rows(state, table.all_keys(state))
         if rows:
-            await _stage_rows(conn, table, _lines(rows, "i"))
+            await _stage_rows(conn, table, [copy_line(row) + "\ti" for row in rows])
             statements.append(f"INSERT INTO {table.name} ({', '.join(table.columns)}) SELECT "
                               f"{', '.join(map(_staged, table.columns))} FROM {_stage(table)}")  # fmt: skip
     await conn.execute("; ".join(statements))
