@@ -27,7 +27,15 @@ from indexer.projector.draft import Draft
 from indexer.projector.feed import Position, read_ahead, read_merged
 from indexer.projector.fold import apply
 from indexer.projector.state import EMPTY, ChainMark, ProjectionState
-from indexer.store.projections import load_state, read_events, replace_all, stage_changes, write_assets
+from indexer.store.projections import (
+    Stage,
+    copy_stages,
+    load_state,
+    read_events,
+    replace_all,
+    stage_changes,
+    write_assets,
+)
 
 BATCH = 50_000  # events folded between two writes (one transaction each)
 READ_BATCH = 10_000  # events read per chain at a time, folded while the next ones are read
@@ -171,10 +179,10 @@ class Projector:
 
     async def _write(self, draft: Draft, previous: asyncio.Task | None, reorgs_seen: int) -> asyncio.Task:
         """Freeze the draft into the new state and write what changed in one transaction, in a task started once
-        the previous write is done: the caller folds on while it stages the rows and the server applies them."""
+        the previous write is done: the caller folds on while the server applies the rows."""
         before = self.state
         assert before is not None
-        state, changes = await asyncio.to_thread(draft.freeze)
+        state, stages = await asyncio.to_thread(_freeze, draft, before)
         if previous is not None:
             await previous
         self.state, frontier_time = state, self._folded_until(state)
@@ -182,7 +190,7 @@ class Projector:
         async def write() -> None:
             async with self.pool.acquire() as conn, conn.transaction():
                 await self._remember(conn, frontier_time, reorgs_seen)
-                statement = await stage_changes(conn, before, state, changes)
+                statement = await copy_stages(conn, stages)
                 if statement:
                     await conn.execute(statement)
 
@@ -250,6 +258,13 @@ class Projector:
             reorgs_seen,
             self.coverage,
         )
+
+
+def _freeze(draft: Draft, before: ProjectionState) -> tuple[ProjectionState, list[Stage]]:
+    """The draft's new state and its changed rows, ready to copy (in a worker thread: the fold waits for it,
+    so that the server starts on the rows as early as it can)."""
+    state, changes = draft.freeze()
+    return state, stage_changes(before, state, changes)
 
 
 def _position(mark: ChainMark | None) -> Position:

@@ -111,7 +111,8 @@ TABLES = (
     _plain("social_delegations", ("feed", "staker", "validator"), "points", "delegations"),
     _plain("lst_balances", ("chain", "contract", "holder"), "balance", "balances"),
     Table("lst_tokens", ("chain", "contract", "token_id"), ("owner", "pool"), lambda c: c.tokens,
-          lambda s: s.token_owners.keys() | s.token_pools.keys(), _token),
+          lambda s: s.token_owners.keys() | s.token_pools.keys(), _token,
+          size=lambda s: max(len(s.token_owners), len(s.token_pools))),
     Table("pending_withdrawals", ("chain", "contract", "staker"), ("position", "amount", "unlock_time"),
           lambda c: c.withdrawals, lambda s: s.withdrawals.keys(), many=_withdrawal_rows),
     Table("projector_cursor", ("chain",), ("block_time", "block_number", "log_index", "tx_hash"),
@@ -167,56 +168,57 @@ _STAGE_DDL = "; ".join(
 )
 
 
-def _apply_sql(table: Table, ops: set[str], *, most: bool = False) -> str:
+def _apply_sql(table: Table, ops: set[str], *, most: bool) -> str:
     """The statements moving a table's staged rows into it, for the kinds of rows staged.
 
-    `most`: the stage holds a good part of the table, to be joined by hash: the planner, which
-    multiplies the key columns' selectivities, would expect a few rows and loop over the index.
+    The join is chosen here, not left to the planner: the stage has no statistics (an ANALYZE
+    costs more than the join it informs) and, with them, the planner would multiply the key
+    columns' selectivities and expect a few rows. So a stage holding `most` of the table
+    joins by hash, any smaller one loops over the table's primary key.
     """
     stage, columns = _stage(table), ", ".join(table.columns)
     matches = " AND ".join(f"t.{k} = s.{k}" for k in table.keys)
     insert = f"INSERT INTO {table.name} ({columns}) SELECT {', '.join(map(_staged, table.columns))}"
-    statements = [f"ANALYZE {stage}"]  # its size, so that a few rows are joined by index, not by a full scan
+    statements = ["SET LOCAL enable_nestloop = off" if most else "SET LOCAL enable_hashjoin = off"]
+    statements.append("SET LOCAL enable_mergejoin = off")
     if table.lookup is None:  # many rows a key: replace them all
         statements.append(f"DELETE FROM {table.name} t USING {stage} s WHERE {matches}")
         if ops - {"d"}:
             statements.append(f"{insert} FROM {stage} WHERE op <> 'd'")
-        return "; ".join(statements)
-    if most:
-        statements.append("SET LOCAL enable_nestloop = off")
-    if "d" in ops:
-        statements.append(f"DELETE FROM {table.name} t USING {stage} s WHERE {matches} AND s.op = 'd'")
-    if "u" in ops:
-        updates = ", ".join(f"{c} = {_staged(c, 's.')}" for c in table.values)
-        statements.append(f"UPDATE {table.name} t SET {updates} FROM {stage} s WHERE {matches} AND s.op = 'u'")
-    if most:
-        statements.append("RESET enable_nestloop")
-    if "i" in ops:
-        upsert = ", ".join(f"{c} = EXCLUDED.{c}" for c in table.values)
-        statements.append(
-            f"{insert} FROM {stage} WHERE op = 'i' ON CONFLICT ({', '.join(table.keys)}) DO UPDATE SET {upsert}"
-        )
+    else:
+        if "d" in ops:
+            statements.append(f"DELETE FROM {table.name} t USING {stage} s WHERE {matches} AND s.op = 'd'")
+        if "u" in ops:
+            updates = ", ".join(f"{c} = {_staged(c, 's.')}" for c in table.values)
+            statements.append(f"UPDATE {table.name} t SET {updates} FROM {stage} s WHERE {matches} AND s.op = 'u'")
+        if "i" in ops:
+            upsert = ", ".join(f"{c} = EXCLUDED.{c}" for c in table.values)
+            statements.append(
+                f"{insert} FROM {stage} WHERE op = 'i' ON CONFLICT ({', '.join(table.keys)}) DO UPDATE SET {upsert}"
+            )
+    statements.append("RESET enable_nestloop; RESET enable_hashjoin; RESET enable_mergejoin")
     return "; ".join(statements)
 
 
-async def _stage_rows(conn: asyncpg.Connection, table: Table, lines: list[str]) -> None:
-    if lines:
-        lines.append("")
-        await conn.copy_to_table(  # a memoryview: asyncpg would take bytes for a file name
-            _stage(table), source=memoryview("\n".join(lines).encode()), columns=[*table.columns, "op"], format="text"
-        )
+async def _copy(conn: asyncpg.Connection, table: Table, data: bytes) -> None:
+    await conn.copy_to_table(  # a memoryview: asyncpg would take bytes for a file name
+        _stage(table), source=memoryview(data), columns=[*table.columns, "op"], format="text"
+    )
+
+
+def _text(lines: list[str]) -> bytes:
+    return ("\n".join(lines) + "\n").encode()
 
 
 def changed_lines(table: Table, before: ProjectionState, after: ProjectionState, keys: Iterable[tuple]) -> list[str]:
     """The stage lines of a table's changed keys, each marked (i)nsert, (u)pdate or (d)elete."""
+    blanks = (None,) * len(table.values)
     if table.lookup is None:  # many rows a key: all replaced
         rows = table.rows(after, keys)
         present = {row[: len(table.keys)] for row in rows}
-        blanks = (None,) * len(table.values)
         gone = [(*key, *blanks) for key in keys if key not in present]
         return [*(copy_line(row) + "\ti" for row in rows), *(copy_line(row) + "\td" for row in gone)]
     now, was = table.lookup(after), table.lookup(before)
-    blanks = (None,) * len(table.values)
     lines = []
     for key in keys:
         found = now(key)
@@ -227,27 +229,37 @@ def changed_lines(table: Table, before: ProjectionState, after: ProjectionState,
     return lines
 
 
-async def stage_changes(
-    conn: asyncpg.Connection, before: ProjectionState, after: ProjectionState, changes: Changes
-) -> str:
-    """Stage the rows the fold from `before` to `after` changed; returns the statement applying them.
+@dataclass(frozen=True)
+class Stage:
+    """One table's changed rows as COPY text, and the statements moving them in once copied."""
+
+    table: Table
+    data: bytes
+    statement: str
+
+
+def stage_changes(before: ProjectionState, after: ProjectionState, changes: Changes) -> list[Stage]:
+    """The rows the fold from `before` to `after` changed, table by table, ready to copy (pure)."""
+    stages = []
+    for table in TABLES:
+        keys = table.changed(changes)
+        lines = changed_lines(table, before, after, keys) if keys else []
+        if lines:
+            most = len(lines) * 8 > table.count(before)
+            stages.append(Stage(table, _text(lines), _apply_sql(table, {line[-1] for line in lines}, most=most)))
+    return stages
+
+
+async def copy_stages(conn: asyncpg.Connection, stages: list[Stage]) -> str:
+    """Copy the stages into the connection's stage tables; returns the statement applying them.
 
     Run the statement in the same transaction; it may be left running on the server while the
     caller folds the next batch.
     """
     await conn.execute(_STAGE_DDL)
-    statements = []
-    for table in TABLES:
-        keys = table.changed(changes)
-        if not keys:
-            continue
-        lines = changed_lines(table, before, after, keys)
-        if lines:
-            ops = {line[-1] for line in lines}
-            most = len(lines) * 8 > table.count(before)
-            await _stage_rows(conn, table, lines)
-            statements.append(_apply_sql(table, ops, most=most))
-    return "; ".join(statements)
+    for stage in stages:
+        await _copy(conn, stage.table, stage.data)
+    return "; ".join(stage.statement for stage in stages)
 
 
 async def replace_all(conn: asyncpg.Connection, state: ProjectionState) -> None:
@@ -258,7 +270,7 @@ async def replace_all(conn: asyncpg.Connection, state: ProjectionState) -> None:
         statements.append(f"TRUNCATE {table.name}")
         rows = table.rows(state, table.all_keys(state))
         if rows:
-            await _stage_rows(conn, table, [copy_line(row) + "\ti" for row in rows])
+            await _copy(conn, table, _text([copy_line(row) + "\ti" for row in rows]))
             statements.append(f"INSERT INTO {table.name} ({', '.join(table.columns)}) SELECT "
                               f"{', '.join(map(_staged, table.columns))} FROM {_stage(table)}")  # fmt: skip
     await conn.execute("; ".join(statements))

@@ -12,7 +12,7 @@ from indexer.events import Event, EventType
 from indexer.projector.state import Changes, Pending, ProjectionState
 from indexer.store.cursors import load_cursor, load_pool_names
 from indexer.store.events import write_batch
-from indexer.store.projections import load_state, replace_all, stage_changes
+from indexer.store.projections import copy_stages, load_state, replace_all, stage_changes
 
 MAX = 2**256 - 1
 
@@ -131,6 +131,6 @@ async def test_projection_rows_survive_copy_text_whatever_the_names(db):
         watermarks=frozenset({"c1"}),
     )
     async with db.acquire() as conn, conn.transaction():
-        await conn.execute(await stage_changes(conn, state, after, changes))
+        await conn.execute(await copy_stages(conn, stage_changes(state, after, changes)))
     assert await load_state(db) == after
     assert await db.fetchval("SELECT count(*) FROM pending_withdrawals") == 1
