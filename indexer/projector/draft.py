@@ -176,6 +176,12 @@ class Draft:
         self.validators.add((pool, event.asset), -amount, event, "validator")
         self.positions.remove(holder, pool, event.asset, amount, event)
 
+    def written(self) -> int:
+        """How many keys the draft has written so far (some perhaps back to their old value)."""
+        tables = (self.validators, self.pools, self.delegations, self.balances, self.token_owners, self.token_pools,
+                  self.withdrawals)  # fmt: skip
+        return sum(len(t.touched) for t in tables) + sum(map(len, self.positions.touched.values()))
+
     def freeze(self, *, changes: bool = True) -> tuple[ProjectionState, Changes]:
         """The new state and the keys whose value it changed (none reported unless `changes`)."""
         for chain, (time, _, block, log, tx) in self.seen.items():

@@ -39,6 +39,7 @@ from indexer.store.projections import (
 
 BATCH = 50_000  # events folded between two writes (one transaction each)
 READ_BATCH = 10_000  # events read per chain at a time, folded while the next ones are read
+WIDEST_BATCH = 4  # how many batches a draft may fold before its write while it rewrites more rows than events
 REBUILD_BATCH = 50_000  # the same for `reproject`, which writes once at the end
 log = structlog.get_logger(__name__)
 
@@ -129,7 +130,7 @@ class Projector:
                     await asyncio.to_thread(apply, draft, events)
                     folded += len(events)
                     unwritten += len(events)
-                    if unwritten >= self.batch:
+                    if _time_to_write(unwritten, draft.written(), self.batch):
                         writing = await self._write(draft, writing, reorgs_seen)
                         draft, unwritten = Draft(self.state, self.feeds.keys()), 0
             if unwritten:
@@ -258,6 +259,13 @@ class Projector:
             reorgs_seen,
             self.coverage,
         )
+
+
+def _time_to_write(events: int, rows: int, batch: int) -> bool:
+    """Whether to write a draft that folded `events` into `rows` keys: every `batch` events, or up to
+    WIDEST_BATCH times later while the rows outnumber the events. Such a batch took from whole pools
+    pro rata, and the next one would likely rewrite the same rows: fold on and write each row once."""
+    return events >= batch and (rows <= events or events >= WIDEST_BATCH * batch)
 
 
 def _freeze(draft: Draft, before: ProjectionState) -> tuple[ProjectionState, list[Stage]]:

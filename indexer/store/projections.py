@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -34,6 +35,7 @@ class Table:
     lookup: Callable[[ProjectionState], Lookup] | None = None
     many: Callable[[ProjectionState, Iterable[tuple]], list[Row]] | None = None
     size: Callable[[ProjectionState], int] | None = None  # its row count, when not len(all_keys(state))
+    lines: Callable[[ProjectionState, ProjectionState, Iterable[tuple]], list[str]] | None = None  # see changed_lines
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -80,6 +82,25 @@ def _position(state: ProjectionState) -> Lookup:
     return find
 
 
+def _position_lines(before: ProjectionState, after: ProjectionState, keys: Iterable[tuple]) -> list[str]:
+    """changed_lines for positions, pool by pool: a wide pro rata changes thousands of a pool's positions."""
+    by_pool: dict[tuple[str, str], list[str]] = {}
+    for staker, validator, asset in keys:
+        by_pool.setdefault((validator, asset), []).append(staker)
+    lines = []
+    for (validator, asset), stakers in by_pool.items():
+        was = dict(before.positions.get((validator, asset), _NONE))  # plain dicts: a proxy's get is slower
+        now = dict(after.positions.get((validator, asset), _NONE))
+        pool = f"\t{copy_field(validator)}\t{copy_field(asset)}\t"
+        for staker in stakers:
+            amount = now.get(staker)
+            if amount:
+                lines.append(f"{copy_field(staker)}{pool}{amount}\t{'u' if staker in was else 'i'}")
+            elif staker in was:
+                lines.append(f"{copy_field(staker)}{pool}\\N\td")
+    return lines
+
+
 def _token(state: ProjectionState) -> Lookup:
     owners, pools = state.token_owners, state.token_pools
 
@@ -107,7 +128,7 @@ TABLES = (
     _plain("pool_amounts", ("chain", "contract", "pool"), "amount", "pools"),
     Table("positions", ("staker", "validator", "asset"), ("amount",), lambda c: c.positions,
           lambda s: (key for key, _ in s.iter_positions()), _position,
-          size=lambda s: sum(map(len, s.positions.values()))),
+          size=lambda s: sum(map(len, s.positions.values())), lines=_position_lines),
     _plain("social_delegations", ("feed", "staker", "validator"), "points", "delegations"),
     _plain("lst_balances", ("chain", "contract", "holder"), "balance", "balances"),
     Table("lst_tokens", ("chain", "contract", "token_id"), ("owner", "pool"), lambda c: c.tokens,
@@ -168,29 +189,35 @@ _STAGE_DDL = "; ".join(
 )
 
 
-def _apply_sql(table: Table, ops: set[str], *, most: bool) -> str:
-    """The statements moving a table's staged rows into it, for the kinds of rows staged.
+def _apply_sql(table: Table, ops: Mapping[str, int], size: int) -> str:
+    """The statements moving a table's staged rows into it, given how many rows of each kind were staged.
 
-    The join is chosen here, not left to the planner: the stage has no statistics (an ANALYZE
-    costs more than the join it informs) and, with them, the planner would multiply the key
-    columns' selectivities and expect a few rows. So a stage holding `most` of the table
-    joins by hash, any smaller one loops over the table's primary key.
+    Each statement's join is chosen here, not left to the planner: the stage has no statistics
+    (an ANALYZE costs more than the join it informs) and, with them, the planner would multiply
+    the key columns' selectivities and expect a few rows. So rows that are a good part of the
+    table's `size` join by hash, fewer loop over the table's primary key.
     """
     stage, columns = _stage(table), ", ".join(table.columns)
     matches = " AND ".join(f"t.{k} = s.{k}" for k in table.keys)
     insert = f"INSERT INTO {table.name} ({columns}) SELECT {', '.join(map(_staged, table.columns))}"
-    statements = ["SET LOCAL enable_nestloop = off" if most else "SET LOCAL enable_hashjoin = off"]
-    statements.append("SET LOCAL enable_mergejoin = off")
+    statements = ["SET LOCAL enable_mergejoin = off"]
+
+    def joined(rows: int, statement: str) -> None:
+        by_hash = rows * 8 > size
+        statements.append(f"SET LOCAL enable_nestloop = {'off' if by_hash else 'on'}")
+        statements.append(f"SET LOCAL enable_hashjoin = {'on' if by_hash else 'off'}")
+        statements.append(statement)
+
     if table.lookup is None:  # many rows a key: replace them all
-        statements.append(f"DELETE FROM {table.name} t USING {stage} s WHERE {matches}")
-        if ops - {"d"}:
+        joined(sum(ops.values()), f"DELETE FROM {table.name} t USING {stage} s WHERE {matches}")
+        if ops.keys() - {"d"}:
             statements.append(f"{insert} FROM {stage} WHERE op <> 'd'")
     else:
         if "d" in ops:
-            statements.append(f"DELETE FROM {table.name} t USING {stage} s WHERE {matches} AND s.op = 'd'")
+            joined(ops["d"], f"DELETE FROM {table.name} t USING {stage} s WHERE {matches} AND s.op = 'd'")
         if "u" in ops:
             updates = ", ".join(f"{c} = {_staged(c, 's.')}" for c in table.values)
-            statements.append(f"UPDATE {table.name} t SET {updates} FROM {stage} s WHERE {matches} AND s.op = 'u'")
+            joined(ops["u"], f"UPDATE {table.name} t SET {updates} FROM {stage} s WHERE {matches} AND s.op = 'u'")
         if "i" in ops:
             upsert = ", ".join(f"{c} = EXCLUDED.{c}" for c in table.values)
             statements.append(
@@ -212,6 +239,8 @@ def _text(lines: list[str]) -> bytes:
 
 def changed_lines(table: Table, before: ProjectionState, after: ProjectionState, keys: Iterable[tuple]) -> list[str]:
     """The stage lines of a table's changed keys, each marked (i)nsert, (u)pdate or (d)elete."""
+    if table.lines is not None:  # the table's own, faster way
+        return table.lines(before, after, keys)
     blanks = (None,) * len(table.values)
     if table.lookup is None:  # many rows a key: all replaced
         rows = table.rows(after, keys)
@@ -245,8 +274,8 @@ def stage_changes(before: ProjectionState, after: ProjectionState, changes: Chan
         keys = table.changed(changes)
         lines = changed_lines(table, before, after, keys) if keys else []
         if lines:
-            most = len(lines) * 8 > table.count(before)
-            stages.append(Stage(table, _text(lines), _apply_sql(table, {line[-1] for line in lines}, most=most)))
+            ops = Counter(line[-1] for line in lines)
+            stages.append(Stage(table, _text(lines), _apply_sql(table, ops, table.count(before))))
     return stages
 
 
