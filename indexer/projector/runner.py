@@ -130,7 +130,7 @@ class Projector:
                     await asyncio.to_thread(apply, draft, events)
                     folded += len(events)
                     unwritten += len(events)
-                    if _time_to_write(unwritten, draft.written(), self.batch):
+                    if time_to_write(unwritten, draft.written(), self.batch):
                         writing = await self._write(draft, writing, reorgs_seen)
                         draft, unwritten = Draft(self.state, self.feeds.keys()), 0
             if unwritten:
@@ -261,7 +261,7 @@ class Projector:
         )
 
 
-def _time_to_write(events: int, rows: int, batch: int) -> bool:
+def time_to_write(events: int, rows: int, batch: int) -> bool:
     """Whether to write a draft that folded `events` into `rows` keys: every `batch` events, or up to
     WIDEST_BATCH times later while the rows outnumber the events. Such a batch took from whole pools
     pro rata, and the next one would likely rewrite the same rows: fold on and write each row once."""

@@ -121,6 +121,17 @@ def test_holder_unstaking_more_than_its_position_takes_the_excess_pro_rata_by_la
     assert dict(state.balances) == {("alpha", ETH_V1, a): b for a, b in [(ALICE, 43), (BOB, 30), (CAROL, 20)]}
 
 
+def test_a_draft_counts_the_keys_it_wrote_a_pro_rata_one_for_every_position_it_took_from():
+    from indexer.projector.draft import Draft
+    from indexer.projector.fold import apply
+
+    draft = Draft(EMPTY)
+    apply(draft, [*stake_tx(1, ALICE, P, 50), *stake_tx(2, BOB, P, 30), *stake_tx(3, CAROL, P, 20)])
+    assert draft.written() == 2 + 3 + 3  # pool and validator; three positions; three balances
+    apply(draft, [*tx(4, move(ALICE, DAVE, 10)), *tx(5, burn(DAVE, 10), unstake(DAVE, P, 10))])
+    assert draft.written() == 2 + 3 + 4  # dave's balance is new; his unstake took from all three positions
+
+
 def test_equal_remainders_go_to_the_lower_address_first():
     # Carol, alice and bob (in that order) stake 1 each; carol and alice send their LST to dave, who unstakes 2.
     # Each other position owes 2/3: floor 0, remainder 2/3 for all three; the 2 units go to alice then bob.
