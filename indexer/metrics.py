@@ -87,7 +87,8 @@ class Metrics:
         )
         self.rpc_errors = Counter(
             "indexer_rpc_errors_total",
-            "JSON-RPC HTTP requests that failed, by kind (timeout, connection, http_NNN, rate_limited, malformed)",
+            "JSON-RPC HTTP requests that failed, by kind (timeout, connection, http_NNN, rate_limited, malformed; "
+            "error_object: answered with a JSON-RPC error)",
             ["chain", "url", "method", "kind"],
             registry=r,
         )
@@ -120,6 +121,12 @@ class Metrics:
         self.epochs_closed = Counter("indexer_epochs_closed_total", "Reward epochs closed", registry=r)
         self.feed_records_rejected = Counter(
             "indexer_feed_records_rejected_total", "Feed records refused, by reason", ["feed", "reason"], registry=r
+        )
+        self.feed_records_late = Counter(
+            "indexer_feed_records_late_total",
+            "Feed records stored after the projector had folded past their date (each rebuilds the projections)",
+            ["feed"],
+            registry=r,
         )
         self.database_up = Gauge(
             "indexer_database_up", "1 if the last read of the database for metrics succeeded", registry=r
@@ -184,6 +191,10 @@ class Metrics:
     def feed_rejected(self, feed: str, reason: str) -> None:
         """A record of feed `feed` was refused; `reason` is a short fixed word (not the record's text)."""
         self.feed_records_rejected.labels(feed, reason).inc()
+
+    def feed_late(self, feed: str, records: int) -> None:
+        """`records` of feed `feed` came in dated before what the projector may already have folded."""
+        self.feed_records_late.labels(feed).inc(records)
 
     def exposition(self) -> bytes:
         """The registry in Prometheus text format."""

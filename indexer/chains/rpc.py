@@ -118,7 +118,10 @@ class RpcClient:
                 raw = [await provider.make_request(calls[0][0], calls[0][1])]  # type: ignore[arg-type]
             else:
                 raw = await provider.make_batch_request(list(calls))  # type: ignore[arg-type]
-            return _unpack(raw, calls)
+            results = _unpack(raw, calls)
+            if any(isinstance(result, JsonRpcError) for result in results):
+                error_kind = "error_object"  # answered, but the node refused a call; the caller decides what next
+            return results
         # Chained causes are dropped (`from None`): aiohttp's exceptions carry the raw URL, secrets and all.
         except RateLimited as exc:
             error_kind = "rate_limited"

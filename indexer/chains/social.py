@@ -268,6 +268,8 @@ class SocialSource:
                 await mark_changed_history(conn, self.name, since=min(late), clock=previous)
         if late and inserted:
             self.log.warning("feed_records_late", records=len(late), oldest_issued_at=min(late), clock=previous)
+            if self.metrics is not None:
+                self.metrics.feed_late(self.name, len(late))
         self._cursor = tick
         if inserted != len(events):
             self.log.warning("feed_records_already_stored", expected=len(events), inserted=inserted)

@@ -241,3 +241,24 @@ async def test_rpc_url_secrets_never_reach_the_logs(db, driver, deployment, anvi
     assert f"{proxy.url}/v3/***" in retries[0] and "HTTP 502" in retries[0]  # the failing URL, redacted
     assert '"event": "batch_indexed"' in text  # the capture saw the whole run
     await assert_equals_direct_index(db, deployment, anvil)
+
+
+async def test_every_request_is_counted_and_a_node_error_answer_by_its_own_kind(anvil):
+    """Error objects (a call the node refused) are answers, not transport failures: counted apart, not retried."""
+    from indexer.chains.rpc import JsonRpcError
+
+    seen: list[tuple[str, str | None]] = []
+    rpc = RpcClient("local", [anvil.url], observer=lambda method, url, seconds, kind: seen.append((method, kind)))
+    try:
+        assert int(await rpc.request("eth_chainId", []), 16) == 31337
+        with pytest.raises(JsonRpcError, match="eth_noSuchMethod"):
+            await rpc.request("eth_noSuchMethod", [])
+        answers = await rpc.batch([("eth_blockNumber", []), ("eth_noSuchMethod", [])])
+        assert isinstance(answers[1], JsonRpcError)
+    finally:
+        await rpc.close()
+    assert seen == [
+        ("eth_chainId", None),
+        ("eth_noSuchMethod", "error_object"),
+        ("batch:eth_blockNumber", "error_object"),
+    ]

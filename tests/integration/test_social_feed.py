@@ -14,11 +14,13 @@ import pytest
 from aiohttp import web
 from eth_account import Account
 from eth_account.messages import encode_defunct
+from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from indexer.chains.social import SocialSource
 from indexer.config import SocialChain, parse_config
 from indexer.errors import ConfigError
+from indexer.metrics import Metrics
 from indexer.projector.runner import Projector
 
 NOW = 1_700_000_000
@@ -363,8 +365,10 @@ async def test_delegations_are_projected_on_the_feed_clock_and_a_late_record_reb
     write_jsonl(path, VALID)  # issued at NOW - 60 (delegate 500), NOW - 30 (other staker), NOW - 10 (undelegate 200)
     chain = {"name": "social", "kind": "social", "url": str(path), "settle_seconds": 60, "weight": "2.5"}
     config = parse_config({"chains": [chain]})
-    source, projector = SocialSource(config.chains[0]), Projector(db, config)
+    metrics = Metrics(CollectorRegistry())
+    source, projector = SocialSource(config.chains[0], metrics=metrics), Projector(db, config)
     one, two = STAKERS[0].address.lower(), STAKERS[1].address.lower()
+    late_total = lambda: metrics.registry.get_sample_value("indexer_feed_records_late_total", {"feed": "social"})  # noqa: E731
 
     await source.poll_once(db, now=NOW)
     assert await projector.step() == 1  # up to the poll clock less the settle time: only the first record
@@ -384,6 +388,7 @@ async def test_delegations_are_projected_on_the_feed_clock_and_a_late_record_reb
     with capture_logs() as logs:
         assert await source.poll_once(db, now=NOW + 200) == (1, Counter())
     assert [e["oldest_issued_at"] for e in logs if e["event"] == "feed_records_late"] == [NOW - 20]
+    assert late_total() == 1
     assert await projector.step() == 4  # everything again
     after = await projected(db)
     assert after["delegations"] == sorted([("social", one, "validator-one", 300), ("social", two, "validator-two", 20)])
@@ -396,6 +401,7 @@ async def test_delegations_are_projected_on_the_feed_clock_and_a_late_record_reb
     await source.poll_once(db, now=NOW + 250)
     assert await projector.step() == 1
     assert await db.fetchval("SELECT count(*) FROM reorgs") == 1
+    assert late_total() == 1
 
 
 async def test_social_points_cannot_share_an_asset_with_a_staked_token(db, tmp_path):

@@ -46,6 +46,7 @@ def test_declares_every_metric_the_spec_asks_for(metrics: Metrics) -> None:
     metrics.log_range_fetched("c", 10)
     metrics.reorg("c", 1)
     metrics.feed_rejected("social", "bad_signature")
+    metrics.feed_late("social", 1)
     expected = {
         "indexer_head_block": "gauge",
         "indexer_indexed_block": "gauge",
@@ -62,6 +63,7 @@ def test_declares_every_metric_the_spec_asks_for(metrics: Metrics) -> None:
         "indexer_projector_lag_seconds": "gauge",
         "indexer_epochs_closed": "counter",
         "indexer_feed_records_rejected": "counter",
+        "indexer_feed_records_late": "counter",
         "indexer_process_start_time_seconds": "gauge",
         "indexer_build_info": "gauge",  # an Info reads back as a gauge of value 1
     }
@@ -74,6 +76,7 @@ def test_counters_end_in_total_and_durations_in_seconds(metrics: Metrics) -> Non
     metrics.batch_indexed("c", 1, 1, 1, {"stake": 1}, 0, 0)
     metrics.reorg("c", 2)
     metrics.feed_rejected("social", "duplicate")
+    metrics.feed_late("social", 2)
     metrics.epoch_closed()
     for family in text_string_to_metric_families(metrics.exposition().decode()):
         names = {s.name for s in family.samples}
