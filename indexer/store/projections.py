@@ -50,7 +50,7 @@ class Table:
         return [(*key, *found) for key in keys if (found := find(key)) is not None]
 
     def count(self, state: ProjectionState) -> int:
-        """How many keys the table holds in `state`."""
+        """About how many rows the table holds in `state` (to choose how its changes are joined)."""
         return self.size(state) if self.size is not None else len(self.all_keys(state))  # type: ignore[arg-type]
 
 
