@@ -207,8 +207,10 @@ CREATE TABLE IF NOT EXISTS pending_withdrawals (
     position    integer NOT NULL,   -- order of the requests of one staker, oldest first
     amount      numeric(78, 0) NOT NULL,
     unlock_time timestamptz NOT NULL,
+    token_id    numeric(78, 0),     -- ERC-721 v2: the NFT requested (amount 1); NULL for fungible requests
     PRIMARY KEY (chain, contract, staker, position)
 );
+ALTER TABLE pending_withdrawals ADD COLUMN IF NOT EXISTS token_id numeric(78, 0);
 
 -- Room on every page for a row's next version: the projector rewrites amounts in place, and an
 -- update that fits on its page (HOT) leaves the indexes alone. An over-unstake rewrites every
@@ -258,7 +260,7 @@ CREATE OR REPLACE VIEW v_lst_balances AS
 SELECT chain, contract, holder, balance FROM lst_balances;
 
 CREATE OR REPLACE VIEW v_pending_withdrawals AS
-SELECT chain, contract, staker, amount, unlock_time FROM pending_withdrawals;
+SELECT chain, contract, staker, amount, unlock_time, token_id FROM pending_withdrawals;
 
 -- Dashboards read through this role: the views and nothing else.
 DO $$
