@@ -238,7 +238,7 @@ class Validator(_Model):
 class Contract(_Model):
     name: NonEmpty
     kind: Literal["native", "erc20", "erc721"]
-    version: Literal[1, 2]  # default 1 for erc721, required otherwise
+    version: Literal[1, 2]  # default 1 for erc721, required otherwise; every kind has a v2 (SPEC section 2)
     address: str
     start_block: Annotated[int, Field(ge=0)]
     asset: NonEmpty
@@ -252,12 +252,6 @@ class Contract(_Model):
             return data
         defaults = {"version": 1, "decimals": 0} if data.get("kind") == "erc721" else {"decimals": 18}
         return {**defaults, **data}
-
-    @model_validator(mode="after")
-    def _erc721_is_v1(self) -> Contract:
-        if self.kind == "erc721" and self.version != 1:
-            _fail_at("erc721 contracts exist only in version 1", "version")
-        return self
 
 
 class EvmContract(Contract):

@@ -10,21 +10,21 @@ contract Erc20StakingV1 is ERC20 {
     using SafeERC20 for IERC20;
 
     /// @notice The staked token.
-    IERC20 public immutable token;
+    IERC20 public depositToken;
     /// @notice Tokens staked per pool (validator).
     mapping(address => uint256) public stakingPools;
 
     event StakeOccured(address indexed staker, address indexed toPool, uint256 indexed amount);
     event UnstakeOccured(address indexed unstaker, address indexed fromPool, uint256 indexed amount);
 
-    constructor(IERC20 token_, string memory name_, string memory symbol_) ERC20(name_, symbol_) {
-        token = token_;
+    constructor(string memory name_, string memory symbol_, address depositToken_) ERC20(name_, symbol_) {
+        depositToken = IERC20(depositToken_);
     }
 
     /// @notice Pull `amount` tokens (approved beforehand) and stake them to `toPool`.
     function stake(address toPool, uint256 amount) external {
         require(amount > 0, "zero amount");
-        token.safeTransferFrom(msg.sender, address(this), amount);
+        depositToken.safeTransferFrom(msg.sender, address(this), amount);
         stakingPools[toPool] += amount;
         _mint(msg.sender, amount);
         emit StakeOccured(msg.sender, toPool, amount);
@@ -35,12 +35,15 @@ contract Erc20StakingV1 is ERC20 {
         _unstake(fromPool, amount);
     }
 
-    /// @notice Unstake from several pools in one call (one UnstakeOccured per pool).
+    /// @notice Unstake from several pools in one call (one UnstakeOccured per pool); reverts for a zero total.
     function unstakeMultiple(address[] calldata pools, uint256[] calldata amounts) external {
         require(pools.length == amounts.length, "length mismatch");
+        uint256 total = 0;
         for (uint256 i = 0; i < pools.length; i++) {
             _unstake(pools[i], amounts[i]);
+            total += amounts[i];
         }
+        require(total > 0, "nothing to unstake");
     }
 
     function _unstake(address fromPool, uint256 amount) private {
@@ -48,6 +51,6 @@ contract Erc20StakingV1 is ERC20 {
         stakingPools[fromPool] -= amount;
         _burn(msg.sender, amount);
         emit UnstakeOccured(msg.sender, fromPool, amount);
-        token.safeTransfer(msg.sender, amount);
+        depositToken.safeTransfer(msg.sender, amount);
     }
 }

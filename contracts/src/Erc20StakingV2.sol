@@ -11,27 +11,27 @@ contract Erc20StakingV2 is ERC20, WithdrawalQueue {
     using SafeERC20 for IERC20;
 
     /// @notice The staked token.
-    IERC20 public immutable token;
+    IERC20 public depositToken;
     /// @notice Tokens staked per pool (validator).
     mapping(address => uint256) public stakingPools;
 
     event StakeOccured(address indexed staker, address indexed toPool, uint256 indexed amount);
     event UnstakeRequested(address indexed unstaker, address indexed fromPool, uint256 indexed amount, uint256 unlockTime);
 
-    constructor(IERC20 token_, string memory name_, string memory symbol_) ERC20(name_, symbol_) {
-        token = token_;
+    constructor(string memory name_, string memory symbol_, address depositToken_) ERC20(name_, symbol_) {
+        depositToken = IERC20(depositToken_);
     }
 
     /// @notice Pull `amount` tokens (approved beforehand) and stake them to `toPool`.
     function stake(address toPool, uint256 amount) external {
         require(amount > 0, "zero amount");
-        token.safeTransferFrom(msg.sender, address(this), amount);
+        depositToken.safeTransferFrom(msg.sender, address(this), amount);
         stakingPools[toPool] += amount;
         _mint(msg.sender, amount);
         emit StakeOccured(msg.sender, toPool, amount);
     }
 
-    /// @notice Burn `amount` LST and request its withdrawal from `fromPool` after LOCK.
+    /// @notice Burn `amount` LST and request its withdrawal from `fromPool` after the lock period.
     function unstake(address fromPool, uint256 amount) external {
         _unstake(fromPool, amount, _request(msg.sender, amount));
     }
@@ -58,6 +58,6 @@ contract Erc20StakingV2 is ERC20, WithdrawalQueue {
     }
 
     function _pay(address to, uint256 amount) internal override {
-        token.safeTransfer(to, amount);
+        depositToken.safeTransfer(to, amount);
     }
 }

@@ -22,7 +22,7 @@ contract NativeStakingV2 is ERC20, WithdrawalQueue {
         emit StakeOccured(msg.sender, toPool, msg.value);
     }
 
-    /// @notice Burn `amount` LST and request its withdrawal from `fromPool` after LOCK.
+    /// @notice Burn `amount` LST and request its withdrawal from `fromPool` after the lock period.
     function unstake(string calldata fromPool, uint256 amount) external {
         _unstake(fromPool, amount, _request(msg.sender, amount));
     }

@@ -1,51 +1,42 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
-/// @title Pending withdrawals with a fixed lock, shared by the v2 staking contracts.
-/// @dev Requests of one account are appended with non-decreasing unlock times, so the
-///      matured ones always form a prefix of the account's queue.
+/// @title Withdrawal requests of the fungible v2 contracts (native and ERC-20), as the real ones keep them.
+/// @dev One entry is pushed per `unstake` and one per `unstakeMultiple` (for the total). `withdraw`
+///      pays every matured non-zero entry and deletes it in place: a settled entry reads back as
+///      (0, 0) and the array never shrinks. There is no length getter.
 abstract contract WithdrawalQueue {
-    /// @notice Time between an unstake request and the moment it can be withdrawn.
-    uint256 public constant LOCK = 3 days;
-
-    struct Request {
+    struct WithdrawalRequest {
         uint256 amount;
         uint256 unlockTime;
     }
 
-    mapping(address => Request[]) private _requests;
-    mapping(address => uint256) private _next;
+    /// @notice withdrawalRequests(staker, index) -> (amount, unlockTime); reverts past the end.
+    mapping(address => WithdrawalRequest[]) public withdrawalRequests;
+    /// @notice Time between an unstake request and the moment it can be withdrawn.
+    uint256 public lockPeriod = 3 days;
 
     event UnstakeMultipleRequested(address indexed unstaker, uint256 indexed totalAmount, uint256 unlockTime);
     event Withdrawal(address indexed unstaker, uint256 indexed amount);
 
     /// @notice Pay out every matured request of the caller.
     function withdraw() external {
-        Request[] storage queue = _requests[msg.sender];
-        uint256 i = _next[msg.sender];
+        WithdrawalRequest[] storage requests = withdrawalRequests[msg.sender];
         uint256 total = 0;
-        while (i < queue.length && queue[i].unlockTime <= block.timestamp) {
-            total += queue[i].amount;
-            delete queue[i];
-            i++;
+        for (uint256 i = 0; i < requests.length; i++) {
+            if (block.timestamp >= requests[i].unlockTime && requests[i].amount > 0) {
+                total += requests[i].amount;
+                delete requests[i];
+            }
         }
         require(total > 0, "nothing to withdraw");
-        _next[msg.sender] = i;
-        emit Withdrawal(msg.sender, total);
         _pay(msg.sender, total);
-    }
-
-    /// @notice Amount the account has requested and not yet withdrawn (matured or not).
-    function pendingOf(address account) external view returns (uint256 total) {
-        Request[] storage queue = _requests[account];
-        for (uint256 i = _next[account]; i < queue.length; i++) {
-            total += queue[i].amount;
-        }
+        emit Withdrawal(msg.sender, total);
     }
 
     function _request(address account, uint256 amount) internal returns (uint256 unlockTime) {
-        unlockTime = block.timestamp + LOCK;
-        _requests[account].push(Request(amount, unlockTime));
+        unlockTime = block.timestamp + lockPeriod;
+        withdrawalRequests[account].push(WithdrawalRequest(amount, unlockTime));
     }
 
     function _pay(address to, uint256 amount) internal virtual;

@@ -18,19 +18,21 @@ class Deployment:
     native_v2: str
     erc20_v1: str
     erc20_v2: str
-    erc721: str
+    erc721_v1: str
     token: str
     nft: str
     batcher: str
+    erc721_v2: str
 
     def contracts(self) -> list[dict[str, Any]]:
-        """The five staking contracts as chains.yaml `contracts` entries."""
+        """The six staking contracts as chains.yaml `contracts` entries."""
         return [
             _entry("klyeth_v1", "native", 1, self.native_v1, "ETH", 18),
             _entry("klyeth", "native", 2, self.native_v2, "ETH", 18),
             _entry("klytoken_v1", "erc20", 1, self.erc20_v1, "TKN", 18),
             _entry("klytoken", "erc20", 2, self.erc20_v2, "TKN", 18),
-            _entry("klynft", "erc721", 1, self.erc721, "NFT", 0),
+            _entry("klynft", "erc721", 1, self.erc721_v1, "NFT", 0),
+            _entry("klynft_v2", "erc721", 2, self.erc721_v2, "NFT", 0),
         ]
 
     def as_dict(self) -> dict[str, str]:
@@ -71,20 +73,27 @@ async def deploy_all(w3: AsyncWeb3, deployer: str | None = None) -> Deployment:
     native_v1 = await _deploy(w3, sender, "NativeStakingV1", "Klyntar Staked ETH v1", "klyETH1")
     native_v2 = await _deploy(w3, sender, "NativeStakingV2", "Klyntar Staked ETH", "klyETH")
     erc20_v1 = await _deploy(
-        w3, sender, "Erc20StakingV1", w3.to_checksum_address(token), "Klyntar Staked TKN v1", "klyTKN1"
+        w3, sender, "Erc20StakingV1", "Klyntar Staked TKN v1", "klyTKN1", w3.to_checksum_address(token)
     )
     erc20_v2 = await _deploy(
-        w3, sender, "Erc20StakingV2", w3.to_checksum_address(token), "Klyntar Staked TKN", "klyTKN"
+        w3, sender, "Erc20StakingV2", "Klyntar Staked TKN", "klyTKN", w3.to_checksum_address(token)
     )
-    erc721 = await _deploy(w3, sender, "Erc721Staking", w3.to_checksum_address(nft), "Klyntar Staked NFT", "klyNFT")
+    erc721_v1 = await _deploy(
+        w3, sender, "Erc721StakingV1", "Klyntar Staked NFT v1", "klyNFT1", w3.to_checksum_address(nft)
+    )
     batcher = await _deploy(w3, sender, "StakeBatcher")
+    # Deployed last, so the addresses of the others stay those of earlier releases.
+    erc721_v2 = await _deploy(
+        w3, sender, "Erc721StakingV2", "Klyntar Staked NFT", "klyNFT", w3.to_checksum_address(nft)
+    )
     return Deployment(
         native_v1=native_v1,
         native_v2=native_v2,
         erc20_v1=erc20_v1,
         erc20_v2=erc20_v2,
-        erc721=erc721,
+        erc721_v1=erc721_v1,
         token=token,
         nft=nft,
         batcher=batcher,
+        erc721_v2=erc721_v2,
     )

@@ -28,13 +28,15 @@ ARTIFACTS = {
     "native_v2": "NativeStakingV2",
     "erc20_v1": "Erc20StakingV1",
     "erc20_v2": "Erc20StakingV2",
-    "erc721": "Erc721Staking",
+    "erc721_v1": "Erc721StakingV1",
     "token": "TestToken",
     "nft": "TestNft",
     "batcher": "StakeBatcher",
+    "erc721_v2": "Erc721StakingV2",
 }
-STAKING = ("native_v1", "native_v2", "erc20_v1", "erc20_v2", "erc721")
-V2 = ("native_v2", "erc20_v2")
+STAKING = ("native_v1", "native_v2", "erc20_v1", "erc20_v2", "erc721_v1", "erc721_v2")
+V2 = ("native_v2", "erc20_v2", "erc721_v2")
+NFT = ("erc721_v1", "erc721_v2")
 
 
 class TransactionReverted(RuntimeError):
@@ -136,7 +138,11 @@ class Driver:
             await self.send(token.functions.approve(staking.address, amount), staker)
         else:
             nft = self._contracts["nft"]
-            await self.send(nft.functions.mint(self.w3.to_checksum_address(staker), amount), staker)
+            owner = await self._nft_owner(amount)
+            if owner is None:
+                await self.send(nft.functions.mint(self.w3.to_checksum_address(staker), amount), staker)
+            elif owner != staker.lower():
+                raise ValueError(f"NFT {amount} belongs to {owner}, not {staker}")
             await self.send(nft.functions.approve(staking.address, amount), staker)
         return await self.send(staking.functions.stake(target, amount), staker)
 
@@ -149,8 +155,8 @@ class Driver:
         self, contract: str, holder: str, pools: Sequence[str], amounts: Sequence[int]
     ) -> TxReceipt:
         """unstakeMultiple(pools, amounts) on a native or erc20 contract."""
-        if contract == "erc721":
-            raise ValueError("Erc721Staking has no unstakeMultiple")
+        if contract in NFT:
+            raise ValueError(f"{contract} has no unstakeMultiple")
         staking = self._staking(contract)
         targets = [self._pool(contract, p) for p in pools]
         return await self.send(staking.functions.unstakeMultiple(targets, list(amounts)), holder)
@@ -165,11 +171,44 @@ class Driver:
         """Transfer `amount` LST (tokenId for erc721) from `sender` to `receiver`."""
         staking = self._staking(contract)
         to = self.w3.to_checksum_address(receiver)
-        if contract == "erc721":
+        if contract in NFT:
             call = staking.functions.transferFrom(self.w3.to_checksum_address(sender), to, amount)
         else:
             call = staking.functions.transfer(to, amount)
         return await self.send(call, sender)
+
+    async def withdrawal_requests(self, contract: str, staker: str) -> list[tuple[int, int]]:
+        """Every `withdrawalRequests(staker, i)` entry of a v2 contract, read until the call reverts (no length getter)."""
+        if contract not in V2:
+            raise ValueError(f"{contract!r} has no withdrawalRequests; expected one of {', '.join(V2)}")
+        getter = self._staking(contract).functions.withdrawalRequests
+        entries: list[tuple[int, int]] = []
+        while True:
+            try:
+                value, unlock = await getter(self.w3.to_checksum_address(staker), len(entries)).call()
+            except ContractLogicError:
+                return entries
+            entries.append((int(value), int(unlock)))
+
+    async def staked_tokens(self, contract: str, pool: str) -> list[int]:
+        """`getStakedTokens(pool)` of an ERC-721 contract."""
+        if contract not in NFT:
+            raise ValueError(f"{contract!r} has no getStakedTokens; expected one of {', '.join(NFT)}")
+        call = self._staking(contract).functions.getStakedTokens(self.w3.to_checksum_address(pool))
+        return [int(t) for t in await call.call()]
+
+    async def pool_size(self, contract: str, pool: str) -> int:
+        """What `pool` holds on a staking contract: `stakingPools(pool)`, or the number of NFTs staked in it."""
+        if contract in NFT:
+            return len(await self.staked_tokens(contract, pool))
+        return int(await self._staking(contract).functions.stakingPools(self._pool(contract, pool)).call())
+
+    async def _nft_owner(self, token_id: int) -> str | None:
+        """The lower-case owner of test NFT `token_id`, or None when it was never minted (or is burnt)."""
+        try:
+            return str(await self._contracts["nft"].functions.ownerOf(token_id).call()).lower()
+        except ContractLogicError:
+            return None
 
     async def stake_via_batcher_v2(self, staker: str, pools: Sequence[str], amounts: Sequence[int]) -> TxReceipt:
         """Native v2 stakes forwarded by StakeBatcher (top-level calldata is the batcher's; it holds the LST)."""
@@ -218,22 +257,22 @@ class Driver:
 
     async def fresh_token_ids(self, n: int, start: int = 1) -> list[int]:
         """The `n` smallest NFT token ids >= `start` that were never minted."""
-        nft = self._contracts["nft"]
         found: list[int] = []
         token_id = start
         while len(found) < n:
-            try:
-                await nft.functions.ownerOf(token_id).call()
-            except ContractLogicError:
+            if await self._nft_owner(token_id) is None:
                 found.append(token_id)
             token_id += 1
         return found
 
 
 async def realistic_mix(driver: Driver, seed: int = 7) -> int:
-    """Plausible traffic over all five contracts (stakes, unstakes, LST transfers, withdrawals); returns txs sent.
+    """Plausible traffic over all six contracts (stakes, unstakes, LST transfers, withdrawals); returns txs sent.
 
-    Needs 19+ accounts: 1-5 stake, 6 only receives LST, 16-18 are the address pools.
+    Needs 19+ accounts: 1-5 stake, 6 only receives LST, 16-18 are the address pools. On the ERC-721 v2
+    contract NFT 0 is staked and its unstake requested: the real contract never returns it, so that
+    request stays pending. After the withdrawals each v2 contract gets one more request that has not
+    matured yet, so some requests are settled and others are left.
     """
     rng = random.Random(seed)
     start = driver.tx_count
@@ -261,13 +300,17 @@ async def realistic_mix(driver: Driver, seed: int = 7) -> int:
             await driver.stake("native_v2", staker, pool, amount())
     token_ids = await driver.fresh_token_ids(5)
     for i, token_id in enumerate(token_ids):
-        await driver.stake("erc721", stakers[i % 3], validators[i % len(validators)], token_id)
+        await driver.stake("erc721_v1", stakers[i % 3], validators[i % len(validators)], token_id)
+    nft_ids = await driver.fresh_token_ids(5, start=token_ids[-1] + 1)
+    if await driver._nft_owner(0) is None:
+        nft_ids[-1] = 0  # NFT 0: its request can never be withdrawn
+    for i, token_id in enumerate(nft_ids):
+        await driver.stake("erc721_v2", stakers[i % 3], validators[(i + 1) % len(validators)], token_id)
     await driver.stake_via_batcher_v2(stakers[4], names[1:], [amount(), amount()])
 
     async def biggest_pools(contract: str, pools: Sequence[str]) -> list[tuple[str, int]]:
         """(pool, staked) pairs, largest first."""
-        staking = driver.contract(contract)
-        sizes = [(p, int(await staking.functions.stakingPools(p).call())) for p in pools]
+        sizes = [(p, await driver.pool_size(contract, p)) for p in pools]
         return sorted(sizes, key=lambda item: -item[1])
 
     # Immediate unstakes on v1 (single and multiple), then v2 requests (single, and
@@ -290,9 +333,14 @@ async def realistic_mix(driver: Driver, seed: int = 7) -> int:
         await driver.transfer_lst(contract, stakers[3], outsider, moved)
         biggest, size = (await biggest_pools(contract, pools))[0]
         await driver.unstake(contract, outsider, biggest, min(moved, size))
-    await driver.transfer_lst("erc721", stakers[0], outsider, token_ids[0])
-    await driver.unstake("erc721", outsider, validators[0], token_ids[0])
+    await driver.transfer_lst("erc721_v1", stakers[0], outsider, token_ids[0])
+    await driver.unstake("erc721_v1", outsider, validators[0], token_ids[0])
     await driver.transfer_lst("erc20_v2", stakers[0], stakers[3], await balance("erc20_v2", stakers[0]) // 3)
+    # ERC-721 v2: an LST moved to the outsider, who requests the NFT back; the stakers request theirs.
+    await driver.transfer_lst("erc721_v2", stakers[0], outsider, nft_ids[0])
+    await driver.unstake("erc721_v2", outsider, validators[1], nft_ids[0])
+    await driver.unstake("erc721_v2", stakers[1], validators[2], nft_ids[1])
+    await driver.unstake("erc721_v2", stakers[1], validators[(4 + 1) % 3], nft_ids[4])  # NFT 0 when free
 
     # Three days later: withdrawals, then life goes on.
     await driver.advance_time(LOCK_SECONDS + 60)
@@ -302,9 +350,16 @@ async def realistic_mix(driver: Driver, seed: int = 7) -> int:
         ("native_v2", outsider),
         ("erc20_v2", stakers[1]),
         ("erc20_v2", stakers[2]),
+        ("erc721_v2", outsider),
+        ("erc721_v2", stakers[1]),  # returns nft_ids[1]; a request for NFT 0 stays
     ):
         await driver.withdraw(contract, holder)
     await driver.stake("native_v2", stakers[0], names[0], amount())
     await driver.stake("native_v1", outsider, validators[2], amount())
-    await driver.unstake("erc721", stakers[1], validators[1], token_ids[1])
+    await driver.unstake("erc721_v1", stakers[1], validators[1], token_ids[1])
+    # Requests that have not matured yet: pending at the end.
+    await driver.unstake("native_v2", stakers[0], names[0], amount() // 10)
+    await driver.unstake("erc20_v2", stakers[3], (await biggest_pools("erc20_v2", validators))[0][0],
+                         await balance("erc20_v2", stakers[3]) // 4)  # fmt: skip
+    await driver.unstake("erc721_v2", stakers[2], validators[(2 + 1) % 3], nft_ids[2])
     return driver.tx_count - start

@@ -148,11 +148,11 @@ async def staking_script(d: Driver) -> list[tuple]:
     )
     # erc721: stake a token, move the LST, the new holder unstakes
     await expect(
-        await d.stake("erc721", a, POOL_A, 77), ("transfer", ZERO, a, None, 1, 77), ("stake", a, None, POOL_A, 1, 77)
+        await d.stake("erc721_v1", a, POOL_A, 77), ("transfer", ZERO, a, None, 1, 77), ("stake", a, None, POOL_A, 1, 77)
     )
-    await expect(await d.transfer_lst("erc721", a, c, 77), ("transfer", a, c, None, 1, 77))
+    await expect(await d.transfer_lst("erc721_v1", a, c, 77), ("transfer", a, c, None, 1, 77))
     await expect(
-        await d.unstake("erc721", c, POOL_A, 77),
+        await d.unstake("erc721_v1", c, POOL_A, 77),
         ("transfer", c, ZERO, None, 1, 77),
         ("unstake", c, None, POOL_A, 1, 77),
     )

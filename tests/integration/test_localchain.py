@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 ETHER = 10**18
 ZERO_TOPIC = "0x" + "00" * 32
 
-# Addresses of a deploy_all on a fresh anvil (deployer = accounts[0], nonces 0..7).
+# Addresses of a deploy_all on a fresh anvil (deployer = accounts[0], nonces 0..8).
 EXPECTED_ADDRESSES = {
     "token": "0x5fbdb2315678afecb367f032d93f642f64180aa3",
     "nft": "0xe7f1725e7734ce288f8367e1bb143e90bb3f0512",
@@ -25,8 +25,9 @@ EXPECTED_ADDRESSES = {
     "native_v2": "0xcf7ed3acca5a467e9e704c703e8d87f634fb0fc9",
     "erc20_v1": "0xdc64a140aa3e981100a9beca4e685f962f0cf6c9",
     "erc20_v2": "0x5fc8d32690cc91d4c39d9d3abcbd16989f875707",
-    "erc721": "0x0165878a594ca255338adfa4d48449f69242eb8f",
+    "erc721_v1": "0x0165878a594ca255338adfa4d48449f69242eb8f",
     "batcher": "0xa513e6e4b8f2a923d98304ec87f64353c4d5c853",
+    "erc721_v2": "0x2279b7a0a67db372996a5fab50d91eaa73d2ebe6",
 }
 
 
@@ -83,9 +84,8 @@ def data_uint(log: dict[str, Any]) -> int:
 
 
 async def pool_of(driver: Driver, contract: str, pool: str) -> int:
-    """stakingPools(pool) of a staking contract."""
-    key = pool if contract == "native_v2" else driver.w3.to_checksum_address(pool)
-    return int(await driver.contract(contract).functions.stakingPools(key).call())
+    """stakingPools(pool) of a fungible staking contract; the number of NFTs getStakedTokens(pool) lists."""
+    return await driver.pool_size(contract, pool)
 
 
 async def lst_balance(driver: Driver, contract: str, holder: str) -> int:
@@ -127,10 +127,12 @@ async def test_deployment_is_deterministic(driver: Driver, anvil: Anvil) -> None
         ("klytoken_v1", "erc20", 1, "TKN", 18),
         ("klytoken", "erc20", 2, "TKN", 18),
         ("klynft", "erc721", 1, "NFT", 0),
+        ("klynft_v2", "erc721", 2, "NFT", 0),
     ]
     for entry in entries:
         assert await driver.w3.eth.get_code(driver.w3.to_checksum_address(entry["address"]))
-    assert int(await driver.contract("native_v2").functions.LOCK().call()) == 3 * 86_400
+    for contract in ("native_v2", "erc20_v2", "erc721_v2"):
+        assert int(await driver.contract(contract).functions.lockPeriod().call()) == 3 * 86_400
 
 
 async def test_native_v1_stake_and_unstake_by_another_holder(driver: Driver) -> None:
@@ -223,7 +225,7 @@ async def test_native_v2_string_pool_lock_and_withdraw(driver: Driver) -> None:
     assert unlock == block["timestamp"] + LOCK_SECONDS
     assert [t["topics"][1:] for t in by_topic(receipt, TRANSFER)] == [[addr_topic(staker), ZERO_TOPIC]]
     assert await pool_of(driver, "native_v2", pool) == before + 2 * ETHER
-    assert int(await driver.contract("native_v2").functions.pendingOf(staker).call()) == ETHER
+    assert (await driver.withdrawal_requests("native_v2", staker))[-1] == (ETHER, unlock)
 
     with pytest.raises(TransactionReverted, match="nothing to withdraw"):
         await driver.withdraw("native_v2", staker)
@@ -237,7 +239,7 @@ async def test_native_v2_string_pool_lock_and_withdraw(driver: Driver) -> None:
     [withdrawal] = simple_logs(receipt)
     assert withdrawal["topics"] == [WITHDRAWAL, addr_topic(staker), int_topic(ETHER)]
     assert await native_balance_change(driver, staker, receipt, eth_before) == ETHER
-    assert int(await driver.contract("native_v2").functions.pendingOf(staker).call()) == 0
+    assert (await driver.withdrawal_requests("native_v2", staker))[-1] == (0, 0)  # deleted in place
     with pytest.raises(TransactionReverted, match="nothing to withdraw"):
         await driver.withdraw("native_v2", staker)
 
@@ -277,32 +279,62 @@ async def test_v2_unstake_multiple_emits_per_pool_and_aggregate(driver: Driver, 
         assert int(await driver.contract("token").functions.balanceOf(staker).call()) >= sum(amounts)
 
 
-async def test_erc721_stake_transfer_unstake(driver: Driver) -> None:
-    """The LST is the same tokenId; only its holder, naming the right pool, can unstake."""
+@pytest.mark.parametrize("contract", ["erc721_v1", "erc721_v2"])
+async def test_erc721_stake_transfer_unstake(driver: Driver, contract: str) -> None:
+    """The LST is the same tokenId; only its holder, naming the pool that holds it, can unstake."""
     staker, holder = driver.accounts[6], driver.accounts[7]
     pool, other_pool = driver.accounts[16], driver.accounts[17]
     [token_id] = await driver.fresh_token_ids(1, start=100)
-    before = await pool_of(driver, "erc721", pool)
-    receipt = await driver.stake("erc721", staker, pool, token_id)
+    before = await driver.staked_tokens(contract, pool)
+    receipt = await driver.stake(contract, staker, pool, token_id)
     [event] = by_topic(receipt, STAKE_ADDR)
-    assert event["address"] == driver.deployment.erc721
+    assert event["address"] == getattr(driver.deployment, contract)
     assert event["topics"][1:] == [addr_topic(staker), addr_topic(pool), int_topic(token_id)]
-    lst, nft = driver.contract("erc721"), driver.contract("nft")
+    lst, nft = driver.contract(contract), driver.contract("nft")
     assert await lst.functions.ownerOf(token_id).call() == staker
-    assert (await nft.functions.ownerOf(token_id).call()).lower() == driver.deployment.erc721
-    assert await pool_of(driver, "erc721", pool) == before + 1
+    assert (await nft.functions.ownerOf(token_id).call()).lower() == getattr(driver.deployment, contract)
+    assert sorted(await driver.staked_tokens(contract, pool)) == sorted([*before, token_id])
 
-    await driver.transfer_lst("erc721", staker, holder, token_id)
-    with pytest.raises(TransactionReverted, match="not the holder"):
-        await driver.unstake("erc721", staker, pool, token_id)
-    with pytest.raises(TransactionReverted, match="wrong pool"):
-        await driver.unstake("erc721", holder, other_pool, token_id)
-    receipt = await driver.unstake("erc721", holder, pool, token_id)
-    [event] = by_topic(receipt, UNSTAKE)
+    await driver.transfer_lst(contract, staker, holder, token_id)
+    with pytest.raises(TransactionReverted, match="not the LST's holder"):
+        await driver.unstake(contract, staker, pool, token_id)
+    with pytest.raises(TransactionReverted, match="not staked in this pool"):
+        await driver.unstake(contract, holder, other_pool, token_id)
+    receipt = await driver.unstake(contract, holder, pool, token_id)
+    [event] = by_topic(receipt, UNSTAKE if contract == "erc721_v1" else REQUEST_ADDR)
     assert event["topics"][1:] == [addr_topic(holder), addr_topic(pool), int_topic(token_id)]
+    if contract == "erc721_v2":  # the NFT comes back only after the lock, through withdraw()
+        assert (await nft.functions.ownerOf(token_id).call()).lower() == driver.deployment.erc721_v2
+        await driver.advance_time(LOCK_SECONDS)
+        receipt = await driver.withdraw(contract, holder)
+        assert [log["topics"][1:] for log in by_topic(receipt, WITHDRAWAL)] == [[addr_topic(holder), int_topic(token_id)]]
     assert await nft.functions.ownerOf(token_id).call() == holder
-    assert await pool_of(driver, "erc721", pool) == before
-    assert await lst_balance(driver, "erc721", holder) == 0
+    assert sorted(await driver.staked_tokens(contract, pool)) == sorted(before)
+    assert await lst_balance(driver, contract, holder) == 0
+
+
+async def test_erc721_v2_withdraw_returns_each_matured_nft_and_never_token_zero(driver: Driver) -> None:
+    """One Withdrawal per NFT returned; settled entries read (0, 0) in place; a request for NFT 0 stays."""
+    staker, pool = driver.accounts[8], driver.accounts[17]
+    first, second, third = await driver.fresh_token_ids(3, start=200)
+    zero_free = await driver._nft_owner(0) is None
+    ids = [first, second, third] + ([0] if zero_free else [])
+    for token_id in ids:
+        await driver.stake("erc721_v2", staker, pool, token_id)
+    for token_id in (first, second, *([0] if zero_free else [])):
+        await driver.unstake("erc721_v2", staker, pool, token_id)
+    await driver.advance_time(LOCK_SECONDS)
+    await driver.unstake("erc721_v2", staker, pool, third)  # not matured at the withdraw below
+    receipt = await driver.withdraw("erc721_v2", staker)
+    withdrawn = [int(log["topics"][2], 16) for log in by_topic(receipt, WITHDRAWAL)]
+    assert withdrawn == [first, second]
+    entries = await driver.withdrawal_requests("erc721_v2", staker)
+    assert entries[:2] == [(0, 0), (0, 0)]
+    if zero_free:
+        assert entries[2][0] == 0 and entries[2][1] > 0  # NFT 0: matured, never returned
+    assert entries[-1][0] == third
+    with pytest.raises(TransactionReverted, match="nothing to withdraw"):
+        await driver.withdraw("erc721_v2", staker)
 
 
 async def test_batcher_calls_are_visible_to_the_call_tracer(driver: Driver) -> None:
@@ -366,12 +398,13 @@ async def test_logs_carry_block_timestamp_and_mine_works(driver: Driver) -> None
 
 
 async def test_realistic_mix_events_reconcile_with_state(driver: Driver) -> None:
-    """After realistic_mix, folding every log reproduces stakingPools and balanceOf of all five contracts."""
+    """After realistic_mix, folding every log reproduces the pools and balanceOf of all six contracts."""
     sent = await realistic_mix(driver)
     assert sent > 50
     w3, dep = driver.w3, driver.deployment
     names = ["validator-one", "validator-two", "validator-three"]
-    for contract in ("native_v1", "native_v2", "erc20_v1", "erc20_v2", "erc721"):
+    for contract in ("native_v1", "native_v2", "erc20_v1", "erc20_v2", "erc721_v1", "erc721_v2"):
+        nft = contract.startswith("erc721")
         address = getattr(dep, contract)
         logs = await driver.rpc("eth_getLogs", [{"fromBlock": "0x0", "toBlock": "latest", "address": address}])
         pools: dict[str, int] = defaultdict(int)
@@ -381,15 +414,15 @@ async def test_realistic_mix_events_reconcile_with_state(driver: Driver) -> None
             topics = log["topics"]
             kinds.add(topics[0])
             if topics[0] in (STAKE_ADDR, STAKE_STR):
-                pools[topics[2]] += 1 if contract == "erc721" else int(topics[3], 16)
+                pools[topics[2]] += 1 if nft else int(topics[3], 16)
             elif topics[0] in (UNSTAKE, REQUEST_STR, REQUEST_ADDR):
-                pools[topics[2]] -= 1 if contract == "erc721" else int(topics[3], 16)
+                pools[topics[2]] -= 1 if nft else int(topics[3], 16)
             elif topics[0] == TRANSFER:
-                value = 1 if contract == "erc721" else int(topics[3] if len(topics) == 4 else log["data"], 16)
+                value = 1 if nft else int(topics[3] if len(topics) == 4 else log["data"], 16)
                 balances[topics[1]] -= value
                 balances[topics[2]] += value
         if contract.endswith("v2"):
-            assert {REQUEST_MULTI, WITHDRAWAL} <= kinds, contract
+            assert ({WITHDRAWAL} if nft else {REQUEST_MULTI, WITHDRAWAL}) <= kinds, contract
         candidates = names if contract == "native_v2" else [a.lower() for a in driver.accounts]
         topic_of = string_topic if contract == "native_v2" else addr_topic
         for pool in candidates:
@@ -399,6 +432,5 @@ async def test_realistic_mix_events_reconcile_with_state(driver: Driver) -> None
             if topic != ZERO_TOPIC:
                 holder = w3.to_checksum_address("0x" + topic[-40:])
                 assert await lst_balance(driver, contract, holder) == amount, (contract, holder)
-        supply = int(await driver.contract(contract).functions.totalSupply().call()) if contract != "erc721" else None
-        if supply is not None:
-            assert supply == -balances[ZERO_TOPIC]
+        if not nft:  # the ERC-721 LST has no totalSupply
+            assert int(await driver.contract(contract).functions.totalSupply().call()) == -balances[ZERO_TOPIC]

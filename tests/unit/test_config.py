@@ -174,6 +174,16 @@ def test_erc721_defaults_to_version_1_and_zero_decimals():
     assert (nft.version, nft.decimals) == (1, 0)
 
 
+def test_erc721_version_2_is_accepted():
+    """ERC-721 v2 (3-day lock, one Withdrawal per NFT) is one of the real contracts."""
+    data = base()
+    data["chains"][0]["contracts"] = [
+        {"name": "nft", "kind": "erc721", "version": 2, "address": CHECKSUMMED, "start_block": 0, "asset": "KNFT"}
+    ]
+    nft = parse_config(data).chains[0].contracts[0]
+    assert (nft.kind, nft.version, nft.decimals) == ("erc721", 2, 0)
+
+
 def test_social_chain_defaults():
     social = {"name": "social", "kind": "social", "url": "./feed.jsonl"}
     chain = parse_config(base(chains=[social])).chain("social")
@@ -358,10 +368,6 @@ C0 = ("chains", 0, "contracts", 0)
         (_set((*C0, "version"), DELETE), "chains[0].contracts[0].version: required field missing"),
         (_set((*C0, "version"), 3), "chains[0].contracts[0].version: input should be 1 or 2"),
         (_set((*C0, "kind"), "erc1155"), "chains[0].contracts[0].kind: input should be 'native', 'erc20' or 'erc721'"),
-        (
-            _set(C0, evm_contract(kind="erc721", version=2)),
-            "chains[0].contracts[0].version: erc721 contracts exist only in version 1",
-        ),
         (_set((*C0, "decimals"), 78), "chains[0].contracts[0].decimals: input should be less than or equal to 77"),
         (_set((*C0, "asset"), ""), "chains[0].contracts[0].asset: string should have at least 1 character"),
         (_set((*C0, "weight"), -1), "chains[0].contracts[0].weight: input should be greater than or equal to 0"),
