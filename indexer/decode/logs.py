@@ -83,7 +83,10 @@ def _unstake(topics: list[str], data: str, nft: bool, names: Mapping[str, str]) 
 def _unstake_request(topics: list[str], data: str, nft: bool, names: Mapping[str, str]) -> Fields:
     _, unstaker, pool, amount = topics
     unlock = _data_word(data, 0)
-    return (EventType.UNSTAKE_REQUEST, _address(unstaker), None, _address(pool), None, int(amount, 16), None, unlock)
+    value = int(amount, 16)
+    if nft:  # ERC-721 v2: the request names the NFT
+        return (EventType.UNSTAKE_REQUEST, _address(unstaker), None, _address(pool), None, 1, value, unlock)
+    return (EventType.UNSTAKE_REQUEST, _address(unstaker), None, _address(pool), None, value, None, unlock)
 
 
 def _unstake_request_string_pool(topics: list[str], data: str, nft: bool, names: Mapping[str, str]) -> Fields:
@@ -109,6 +112,8 @@ def _unstake_batch(topics: list[str], data: str, nft: bool, names: Mapping[str, 
 
 def _withdrawal(topics: list[str], data: str, nft: bool, names: Mapping[str, str]) -> Fields:
     _, unstaker, amount = topics
+    if nft:  # ERC-721 v2: one Withdrawal per NFT returned, carrying its token id
+        return (EventType.WITHDRAWAL, _address(unstaker), None, None, None, 1, int(amount, 16), None)
     return (EventType.WITHDRAWAL, _address(unstaker), None, None, None, int(amount, 16), None, None)
 
 
@@ -135,12 +140,19 @@ _V2_STRING_POOLS = {
     sig.WITHDRAWAL: _withdrawal,
     sig.TRANSFER: _transfer,
 }
+_ERC721_V2 = {  # no unstakeMultiple
+    sig.STAKE_ADDRESS_POOL: _stake,
+    sig.UNSTAKE_REQUEST_ADDRESS_POOL: _unstake_request,
+    sig.WITHDRAWAL: _withdrawal,
+    sig.TRANSFER: _transfer,
+}
 DECODERS: dict[tuple[str, int], dict[str, Decoder]] = {
     ("native", 1): _V1,
     ("erc20", 1): _V1,
     ("erc721", 1): _V1,
     ("native", 2): _V2_STRING_POOLS,
     ("erc20", 2): _V2_ADDRESS_POOLS,
+    ("erc721", 2): _ERC721_V2,
 }
 _STRING_POOL_TOPICS = (sig.STAKE_STRING_POOL, sig.UNSTAKE_REQUEST_STRING_POOL)
 

@@ -82,8 +82,8 @@ def _first(pair: tuple) -> Any:
 
 
 def _amount(event: Event) -> int:
-    if event.contract_kind == "erc721" and event.event_type != EventType.WITHDRAWAL:
-        return 1  # an ERC-721 stake, unstake or transfer moves one token
+    if event.contract_kind == "erc721":
+        return 1  # an ERC-721 stake, unstake, request, withdrawal or transfer moves one token
     if event.amount is None or event.amount < 0:
         raise ProjectionError(f"{event.event_type} with amount {event.amount!r} in {where(event)}")
     return event.amount
@@ -123,12 +123,20 @@ def _unstake_request(draft: Draft, event: Event) -> None:
     _unstake(draft, event)
     if event.unlock_time is None:
         raise ProjectionError(f"unstake request without an unlock time in {where(event)}")
+    key = (event.chain, event.contract, _party(event.staker, event))
+    if event.contract_kind == "erc721":  # one request per NFT, settled by the Withdrawal naming it
+        queue = (*draft.withdrawals.get(key, ()), Pending(1, event.unlock_time, _token(event)[2]))
+        draft.withdrawals.set(key, tuple(sorted(queue, key=_by_unlock_and_token)))
+        return
     amount = _amount(event)
     if amount:
-        key = (event.chain, event.contract, _party(event.staker, event))
         queue = {p.unlock_time: p.amount for p in draft.withdrawals.get(key, ())}
         queue[event.unlock_time] = queue.get(event.unlock_time, 0) + amount
         draft.withdrawals.set(key, tuple(Pending(total, unlock) for unlock, total in sorted(queue.items())))
+
+
+def _by_unlock_and_token(pending: Pending) -> tuple[int, int]:
+    return (pending.unlock_time, pending.token_id or 0)
 
 
 def _unstake_batch(draft: Draft, event: Event) -> None:
@@ -138,6 +146,17 @@ def _unstake_batch(draft: Draft, event: Event) -> None:
 def _withdrawal(draft: Draft, event: Event) -> None:
     key = (event.chain, event.contract, _party(event.staker, event))
     queue = draft.withdrawals.get(key, ())
+    if event.contract_kind == "erc721":  # returns the one NFT it names
+        token_id = _token(event)[2]
+        settled = next((p for p in queue if p.token_id == token_id and p.unlock_time <= event.block_time), None)
+        if settled is None:
+            raise ProjectionError(
+                f"withdrawal of NFT {token_id} by {event.staker}, which has no matured request for it, in {where(event)}"
+            )
+        rest = list(queue)
+        rest.remove(settled)
+        draft.withdrawals.set(key, tuple(rest))
+        return
     matured = sum(p.amount for p in queue if p.unlock_time <= event.block_time)
     if matured != _amount(event):
         raise ProjectionError(

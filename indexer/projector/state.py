@@ -30,10 +30,14 @@ class ProjectionError(FatalError):
 
 
 class Pending(NamedTuple):
-    """Amount requested for withdrawal that unlocks at `unlock_time` (unix s), not yet withdrawn."""
+    """Amount requested for withdrawal that unlocks at `unlock_time` (unix s), not yet withdrawn.
+
+    ERC-721 v2: one per NFT, amount 1 and the NFT's `token_id` (None for fungible requests).
+    """
 
     amount: int
     unlock_time: int
+    token_id: int | None = None
 
 
 def canonical_order(event: Event) -> OrderKey:

@@ -113,7 +113,7 @@ def _token(state: ProjectionState) -> Lookup:
 
 def _withdrawal_rows(state: ProjectionState, keys: Iterable[tuple]) -> list[Row]:
     return [
-        (*key, position, p.amount, p.unlock_time)
+        (*key, position, p.amount, p.unlock_time, p.token_id)
         for key in keys
         for position, p in enumerate(state.withdrawals.get(key, ()))
     ]
@@ -134,7 +134,7 @@ TABLES = (
     Table("lst_tokens", ("chain", "contract", "token_id"), ("owner", "pool"), lambda c: c.tokens,
           lambda s: s.token_owners.keys() | s.token_pools.keys(), _token,
           size=lambda s: max(len(s.token_owners), len(s.token_pools))),
-    Table("pending_withdrawals", ("chain", "contract", "staker"), ("position", "amount", "unlock_time"),
+    Table("pending_withdrawals", ("chain", "contract", "staker"), ("position", "amount", "unlock_time", "token_id"),
           lambda c: c.withdrawals, lambda s: s.withdrawals.keys(), many=_withdrawal_rows),
     Table("projector_cursor", ("chain",), ("block_time", "block_number", "log_index", "tx_hash"),
           lambda c: ((chain,) for chain in c.watermarks), lambda s: [(c,) for c in s.watermarks], _cursor),
@@ -312,11 +312,11 @@ async def load_state(conn: asyncpg.Connection | asyncpg.Pool) -> ProjectionState
         positions.setdefault((r["validator"], r["asset"]), {})[r["staker"]] = int(r["amount"])
     withdrawals: dict[tuple[str, str, str], list[Pending]] = {}
     for r in await conn.fetch(
-        """SELECT chain, contract, staker, amount, extract(epoch FROM unlock_time)::bigint AS unlock
+        """SELECT chain, contract, staker, amount, extract(epoch FROM unlock_time)::bigint AS unlock, token_id
              FROM pending_withdrawals ORDER BY chain, contract, staker, position"""
     ):
         withdrawals.setdefault((r["chain"], r["contract"], r["staker"]), []).append(
-            Pending(int(r["amount"]), r["unlock"])
+            Pending(int(r["amount"]), r["unlock"], None if r["token_id"] is None else int(r["token_id"]))
         )
     tokens = await conn.fetch("SELECT chain, contract, token_id, owner, pool FROM lst_tokens")
 

@@ -160,6 +160,36 @@ def test_erc721_stake_counts_one_token():
     assert (event.event_type, event.pool, event.amount, event.token_id) == (EventType.STAKE, POOL, 1, 77)
 
 
+def test_erc721_v2_request_and_withdrawal_name_the_token():
+    """ERC-721 v2: UnstakeRequested carries the token id (amount 1) and its unlock time; each Withdrawal one NFT."""
+    request = decode(
+        raw(
+            [t("UnstakeRequested(address,address,uint256,uint256)"), word(STAKER), word(POOL), word(9)],
+            encode(["uint256"], [1_700_259_200]),
+        ),
+        "erc721",
+        2,
+    )
+    assert (request.event_type, request.staker, request.pool, request.amount, request.token_id, request.unlock_time) == (
+        EventType.UNSTAKE_REQUEST,
+        STAKER,
+        POOL,
+        1,
+        9,
+        1_700_259_200,
+    )
+    withdrawal = decode(raw([t("Withdrawal(address,uint256)"), word(STAKER), word(0)]), "erc721", 2)
+    assert (withdrawal.event_type, withdrawal.amount, withdrawal.token_id) == (EventType.WITHDRAWAL, 1, 0)
+    fungible = decode(raw([t("Withdrawal(address,uint256)"), word(STAKER), word(5)]), "erc20", 2)
+    assert (fungible.amount, fungible.token_id) == (5, None)
+
+
+def test_erc721_v2_has_no_unstake_multiple():
+    log = raw([t("UnstakeMultipleRequested(address,uint256,uint256)"), word(STAKER), word(3)], encode(["uint256"], [1]))
+    with pytest.raises(DecodeError, match="kind.*version"):
+        decode(log, "erc721", 2)
+
+
 def test_unfollowed_events_are_skipped():
     approval = raw([t("Approval(address,address,uint256)"), word(STAKER), word(OTHER)], encode(["uint256"], [1]))
     assert decode(approval, "erc20", 1) is None

@@ -66,17 +66,17 @@ def unstake(holder: str, pool: str, amount: int = 1, token_id: int | None = None
     return ("unstake", {"staker": holder, "pool": pool, "amount": amount, "token_id": token_id})
 
 
-def request(holder: str, pool: str | None, amount: int, unlock: int, pool_hash=None) -> Log:
+def request(holder: str, pool: str | None, amount: int, unlock: int, pool_hash=None, token_id=None) -> Log:
     fields = {"staker": holder, "pool": pool, "amount": amount, "unlock_time": unlock, "pool_hash": pool_hash}
-    return ("unstake_request", fields)
+    return ("unstake_request", fields | {"token_id": token_id})
 
 
 def batch(holder: str, total: int, unlock: int) -> Log:
     return ("unstake_batch", {"staker": holder, "amount": total, "unlock_time": unlock})
 
 
-def withdraw(holder: str, amount: int) -> Log:
-    return ("withdrawal", {"staker": holder, "amount": amount})
+def withdraw(holder: str, amount: int, token_id: int | None = None) -> Log:
+    return ("withdrawal", {"staker": holder, "amount": amount, "token_id": token_id})
 
 
 def stake_tx(time: int, staker: str, pool: str, amount: int, **where: Any) -> list[Event]:
@@ -205,6 +205,26 @@ def test_erc721_stake_transfer_and_unstake_count_tokens_and_track_their_pool_and
     assert dict(state.balances) == {(*key, CAROL): 2}
     with pytest.raises(ProjectionError, match="token 9 is staked in"):
         fold(state, tx(6, burn(CAROL, 1, 9), unstake(CAROL, P, 1, 9), **nft))
+
+
+def test_erc721_v2_keeps_one_request_per_nft_until_the_withdrawal_naming_it_and_nft_zero_forever():
+    nft = {"contract": "0x" + "fe" * 20, "kind": "erc721", "version": 2, "asset": "NFT"}
+    key = ("alpha", nft["contract"], ALICE)
+    state = project(
+        *(tx(i, mint(ALICE, 1, token), stake(ALICE, P, 1, token), **nft) for i, token in ((1, 0), (2, 5), (3, 6))),
+        tx(10, burn(ALICE, 1, 6), request(ALICE, P, 1, 10 + LOCK, token_id=6), **nft),
+        tx(11, burn(ALICE, 1, 0), request(ALICE, P, 1, 11 + LOCK, token_id=0), **nft),
+        tx(12, burn(ALICE, 1, 5), request(ALICE, P, 1, 10 + LOCK, token_id=5), **nft),
+    )
+    assert dict(state.withdrawals) == {key: (Pending(1, 10 + LOCK, 5), Pending(1, 10 + LOCK, 6), Pending(1, 11 + LOCK, 0))}
+    assert dict(state.validators) == {} and dict(state.token_pools) == {} and dict(state.balances) == {}
+    # The real contract returns every matured NFT but 0, one Withdrawal each, in its array order.
+    later, _ = fold(state, [*tx(20 + LOCK, withdraw(ALICE, 1, 6), **nft), *tx(21 + LOCK, withdraw(ALICE, 1, 5), **nft)])
+    assert dict(later.withdrawals) == {key: (Pending(1, 11 + LOCK, 0),)}
+    with pytest.raises(ProjectionError, match="withdrawal of NFT 0 .* no matured request"):
+        fold(state, tx(10 + LOCK, withdraw(ALICE, 1, 0), **nft))  # before NFT 0's unlock time
+    with pytest.raises(ProjectionError, match="withdrawal of NFT 7"):
+        fold(later, tx(30 + LOCK, withdraw(ALICE, 1, 7), **nft))
 
 
 def test_transfers_mint_burn_and_move_balances_without_zero_rows_or_the_zero_address():
