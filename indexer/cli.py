@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="index every chain and follow the heads until SIGINT/SIGTERM")
     run.add_argument("--once", action="store_true", help="index to the current confirmed head, then exit")
 
+    migrate = commands.add_parser("migrate", help="bring the database schema up to date (run does it at start)")
+    migrate.add_argument("--dry-run", action="store_true", help="list the migrations that would run, change nothing")
     commands.add_parser("status", help="print each chain's indexing status")
     commands.add_parser("reproject", help="rebuild every projection from the event log")
     commands.add_parser("verify", help="compare the projections with the contracts' state (eth_call)")
@@ -64,6 +66,20 @@ async def _dispatch(args: argparse.Namespace) -> int:
         from indexer.service import run
 
         await run(config, once=args.once)
+        return 0
+    if args.command == "migrate":
+        from indexer.store.database import create_pool, embedded_dsn
+        from indexer.store.migrate import applied_migrations, migrate
+
+        pool = await create_pool(config.database.dsn or embedded_dsn(), max_size=1)
+        try:
+            names = await migrate(pool, dry_run=args.dry_run)
+            for name in names:
+                print(f"migrate: {'would apply' if args.dry_run else 'applied'} {name}")
+            if not names:
+                print(f"migrate: up to date ({len(await applied_migrations(pool))} migrations applied)")
+        finally:
+            await pool.close()
         return 0
     if args.command == "status":
         from indexer.status import print_status

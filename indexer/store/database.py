@@ -1,4 +1,4 @@
-"""Connecting to Postgres (a configured server or an embedded one) and applying schema.sql."""
+"""Connecting to Postgres (a configured server or an embedded one) and bringing its schema up to date."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import asyncpg
 
 from indexer.errors import DatabaseError
 from indexer.store.events import prepare_connection
+from indexer.store.migrate import migrate
 
-SCHEMA_PATH = Path(__file__).parents[1] / "schema.sql"  # shipped in the package (a link to the top-level file)
-SCHEMA_LOCK = 0x6B6C79_5343  # advisory lock key: one process applies the schema at a time
+# The current schema, readable top to bottom (shipped in the package, a link to the top-level
+# file); databases get it through the versioned migrations of indexer/store/migrations/.
+SCHEMA_PATH = Path(__file__).parents[1] / "schema.sql"
 EMBEDDED_DIR = Path(".indexer") / "pgdata"
 
 
@@ -38,12 +40,9 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 4) -> asyn
         raise DatabaseError(f"cannot connect to the database ({redact_dsn(dsn)}): {exc}") from exc
 
 
-async def apply_schema(pool: asyncpg.Pool, schema: Path = SCHEMA_PATH) -> None:
-    """Apply schema.sql; safe to run from several processes at once."""
-    sql = schema.read_text()
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
-        await conn.execute(sql)
+async def apply_schema(pool: asyncpg.Pool) -> list[str]:
+    """Apply the migrations the database lacks (the names applied); safe to run from several processes at once."""
+    return await migrate(pool)
 
 
 def redact_dsn(dsn: str) -> str:
