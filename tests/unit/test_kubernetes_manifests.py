@@ -19,6 +19,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from indexer.cli import build_parser
 from indexer.config import Database, load_config
 from indexer.errors import ConfigError
 
@@ -313,6 +314,16 @@ def test_migration_job_runs_migrate_with_the_same_image_and_config() -> None:
     assert pod_spec(job)["volumes"] == pod_spec(deployment)["volumes"]
     secret_refs = [v for v in d["env"] if "valueFrom" in v]
     assert [v for v in c["env"] if "valueFrom" in v] == secret_refs
+
+
+@pytest.mark.parametrize("name,command", [("indexer", "run"), ("indexer-migrate", "migrate")])
+def test_workload_commands_are_indexer_commands(name: str, command: str) -> None:
+    """The `indexer` CLI accepts each workload's arguments as the command it is meant to run."""
+    workload = next(w for w in workloads() if w["metadata"]["name"] == name)
+    c = container(workload)
+    assert c["command"] == ["indexer"]
+    args = build_parser().parse_args(c["args"])
+    assert (args.command, args.config) == (command, CONFIG_PATH)
 
 
 # -- Service and PodDisruptionBudget --------------------------------------------------------------------
