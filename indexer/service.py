@@ -15,6 +15,7 @@ from indexer.chains.evm import EvmSource
 from indexer.chains.rpc import RpcClient
 from indexer.chains.social import SocialSource
 from indexer.chains.tron import TronSource
+from indexer.chains.variants import check_variants
 from indexer.decode.calldata import names_by_hash
 from indexer.errors import IndexerError
 from indexer.http import HttpServer
@@ -127,6 +128,7 @@ async def run(config, *, once: bool) -> None:
         loop.add_signal_handler(sig, _request_stop, stop, sig)
     metrics = Metrics(CollectorRegistry())
     try:
+        await check_variants(config.chains)  # a misconfigured contract stops the start before anything is written
         async with open_database(config) as pool:
             server = None
             if not once:  # `run --once` is for scripts: no port to clash on

@@ -133,7 +133,11 @@ async def withdrawal_entries(
     wanted = {staker: count + 1 for staker, count in stakers.items()}
     calls = 0
     while wanted:
-        plan = [(staker, index) for staker, n in wanted.items() for index in range(len(entries[staker]), len(entries[staker]) + n)]  # type: ignore[arg-type]  # noqa: E501
+        plan = [
+            (staker, index)
+            for staker, n in wanted.items()
+            for index in range(len(entries[staker]), len(entries[staker]) + n)
+        ]  # type: ignore[arg-type]  # noqa: E501
         datas = [calldata("withdrawalRequests(address,uint256)", ["address", "uint256"], [s, i]) for s, i in plan]
         answers = await _call_all(rpc, address, datas, block)
         calls += len(plan)
@@ -175,7 +179,8 @@ async def verify_chain(chain, projection: ChainProjection) -> tuple[list[Mismatc
             readings += calls
             for staker in sorted(stakers):
                 expected = open_requests(
-                    nft, ((token if nft else amount, unlock) for amount, unlock, token in projected.pending.get(staker, ()))
+                    nft,
+                    ((token if nft else amount, unlock) for amount, unlock, token in projected.pending.get(staker, ())),
                 )
                 found = entries[staker]
                 actual = FAILED if found is None else open_requests(nft, found)

@@ -178,7 +178,7 @@ class Driver:
         return await self.send(call, sender)
 
     async def withdrawal_requests(self, contract: str, staker: str) -> list[tuple[int, int]]:
-        """Every `withdrawalRequests(staker, i)` entry of a v2 contract, read until the call reverts (no length getter)."""
+        """Every `withdrawalRequests(staker, i)` entry of a v2 contract, read until the call reverts (no length)."""
         if contract not in V2:
             raise ValueError(f"{contract!r} has no withdrawalRequests; expected one of {', '.join(V2)}")
         getter = self._staking(contract).functions.withdrawalRequests

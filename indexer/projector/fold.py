@@ -151,7 +151,8 @@ def _withdrawal(draft: Draft, event: Event) -> None:
         settled = next((p for p in queue if p.token_id == token_id and p.unlock_time <= event.block_time), None)
         if settled is None:
             raise ProjectionError(
-                f"withdrawal of NFT {token_id} by {event.staker}, which has no matured request for it, in {where(event)}"
+                f"withdrawal of NFT {token_id} by {event.staker}, which has no matured request for it, "
+                f"in {where(event)}"
             )
         rest = list(queue)
         rest.remove(settled)

@@ -57,9 +57,7 @@ async def chain_projection(pool: asyncpg.Pool, chain: str) -> ChainProjection:
             chain,
         ):
             token = None if r["token_id"] is None else int(r["token_id"])
-            contracts[r["contract"]].pending.setdefault(r["staker"], []).append(
-                (int(r["amount"]), r["unlock"], token)
-            )
+            contracts[r["contract"]].pending.setdefault(r["staker"], []).append((int(r["amount"]), r["unlock"], token))
         for r in await conn.fetch(
             """SELECT contract, staker, count(*) AS requests FROM events
                 WHERE chain = $1 AND event_type = 'unstake_request' AND block_number <= $2

@@ -9,6 +9,7 @@ from web3 import AsyncWeb3
 
 from indexer.config import parse_config
 from indexer.localchain import Driver
+from indexer.projector.runner import Projector
 from tests.integration.conftest import chain_config
 
 ETHER = 10**18
@@ -156,10 +157,30 @@ async def staking_script(d: Driver) -> list[tuple]:
         ("transfer", c, ZERO, None, 1, 77),
         ("unstake", c, None, POOL_A, 1, 77),
     )
+    # erc721 v2: requests name the NFT; NFT 0 can be requested but never withdrawn
+    assert await d._nft_owner(0) is None, "NFT 0 must be free for this script"
+    for token in (78, 0):
+        await expect(
+            await d.stake("erc721_v2", a, POOL_B, token),
+            ("transfer", ZERO, a, None, 1, token),
+            ("stake", a, None, POOL_B, 1, token),
+        )
+    await expect(await d.transfer_lst("erc721_v2", a, c, 78), ("transfer", a, c, None, 1, 78))
+    await expect(
+        await d.unstake("erc721_v2", c, POOL_B, 78),
+        ("transfer", c, ZERO, None, 1, 78),
+        ("unstake_request", c, None, POOL_B, 1, 78),
+    )
+    await expect(
+        await d.unstake("erc721_v2", a, POOL_B, 0),
+        ("transfer", a, ZERO, None, 1, 0),
+        ("unstake_request", a, None, POOL_B, 1, 0),
+    )
     # the 3-day lock, then withdrawals
     await d.advance_time(LOCK + 1)
     await expect(await d.withdraw("native_v2", b), ("withdrawal", b, None, None, 3 * ETHER, None))
     await expect(await d.withdraw("erc20_v2", b), ("withdrawal", b, None, None, 5 * ETHER, None))
+    await expect(await d.withdraw("erc721_v2", c), ("withdrawal", c, None, None, 1, 78))
     return expected
 
 
@@ -211,6 +232,15 @@ async def test_every_event_of_every_variant_lands_once_exactly(db, driver, deplo
         assert (r["block_hash"], r["time"]) == (block["hash"].to_0x_hex(), block["timestamp"])
         assert (r["chain"], r["chain_id"], r["asset"]) == ("local", 31337, assets[r["contract"]])
     assert await db.fetchval("SELECT count(*) FROM events WHERE pool IS NULL AND pool_hash IS NOT NULL") == 0
+    # ERC-721 v2: NFT 0's request stays pending (amount 1 with its token id); NFT 78's was settled.
+    await Projector(db, parse_config({"chains": [chain_config(deployment, [anvil.url])]})).step()
+    pending = await db.fetch("SELECT staker, amount, token_id FROM v_pending_withdrawals WHERE contract = $1",
+                             deployment.erc721_v2)  # fmt: skip
+    assert [tuple(r) for r in pending] == [(a_of(driver), 1, 0)]
+
+
+def a_of(driver: Driver) -> str:
+    return lower(driver.accounts[1])
 
 
 async def test_start_block_after_first_events_skips_them(db, driver, deployment, anvil):

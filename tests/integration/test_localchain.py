@@ -307,7 +307,9 @@ async def test_erc721_stake_transfer_unstake(driver: Driver, contract: str) -> N
         assert (await nft.functions.ownerOf(token_id).call()).lower() == driver.deployment.erc721_v2
         await driver.advance_time(LOCK_SECONDS)
         receipt = await driver.withdraw(contract, holder)
-        assert [log["topics"][1:] for log in by_topic(receipt, WITHDRAWAL)] == [[addr_topic(holder), int_topic(token_id)]]
+        assert [log["topics"][1:] for log in by_topic(receipt, WITHDRAWAL)] == [
+            [addr_topic(holder), int_topic(token_id)]
+        ]
     assert await nft.functions.ownerOf(token_id).call() == holder
     assert sorted(await driver.staked_tokens(contract, pool)) == sorted(before)
     assert await lst_balance(driver, contract, holder) == 0

@@ -170,7 +170,14 @@ def test_erc721_v2_request_and_withdrawal_name_the_token():
         "erc721",
         2,
     )
-    assert (request.event_type, request.staker, request.pool, request.amount, request.token_id, request.unlock_time) == (
+    assert (
+        request.event_type,
+        request.staker,
+        request.pool,
+        request.amount,
+        request.token_id,
+        request.unlock_time,
+    ) == (
         EventType.UNSTAKE_REQUEST,
         STAKER,
         POOL,

@@ -216,7 +216,9 @@ def test_erc721_v2_keeps_one_request_per_nft_until_the_withdrawal_naming_it_and_
         tx(11, burn(ALICE, 1, 0), request(ALICE, P, 1, 11 + LOCK, token_id=0), **nft),
         tx(12, burn(ALICE, 1, 5), request(ALICE, P, 1, 10 + LOCK, token_id=5), **nft),
     )
-    assert dict(state.withdrawals) == {key: (Pending(1, 10 + LOCK, 5), Pending(1, 10 + LOCK, 6), Pending(1, 11 + LOCK, 0))}
+    assert dict(state.withdrawals) == {
+        key: (Pending(1, 10 + LOCK, 5), Pending(1, 10 + LOCK, 6), Pending(1, 11 + LOCK, 0))
+    }
     assert dict(state.validators) == {} and dict(state.token_pools) == {} and dict(state.balances) == {}
     # The real contract returns every matured NFT but 0, one Withdrawal each, in its array order.
     later, _ = fold(state, [*tx(20 + LOCK, withdraw(ALICE, 1, 6), **nft), *tx(21 + LOCK, withdraw(ALICE, 1, 5), **nft)])
