@@ -96,7 +96,7 @@ async def _print_summary(pool, chain, demo_config, elapsed: float) -> None:
         print(f"{r['validator']:<44}{amount:>24,f} {r['asset']:<3}{r['points']:>14,.2f}")
     mismatches, readings = await verify(demo_config, pool)
     print(
-        f"\nverify against the chain: {readings} readings (stakingPools, balanceOf, totalSupply), "
-        f"{len(mismatches)} mismatches"
+        f"\nverify against the chain: {readings} readings (stakingPools, getStakedTokens, ownerOf, balanceOf, "
+        f"totalSupply, withdrawalRequests), {len(mismatches)} mismatches"
     )
     print("\nin Postgres: table `events`; views v_indexer_status, v_validator_points, v_staker_positions, ...")

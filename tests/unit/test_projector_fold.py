@@ -663,3 +663,17 @@ def test_tron_mints_and_burns_use_the_base58_zero_address():
                  staker=holder, counterparty=zero, amount=3)  # fmt: skip
     state, _ = fold(EMPTY, [mint, burn])
     assert dict(state.balances) == {("tron", "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t", holder): 4}
+
+
+def test_erc721_v2_nfts_count_one_each_in_epoch_timelines_until_their_request():
+    """Epochs replay the fold: an ERC-721 v2 NFT counts 1 (x weight) from its stake until its unstake request."""
+    from indexer.epochs.close import position_timelines
+
+    nft = {"contract": "0x" + "fe" * 20, "kind": "erc721", "version": 2, "asset": "NFT"}
+    events = [
+        *tx(100, mint(ALICE, 1, 3), stake(ALICE, P, 1, 3), **nft),
+        *tx(200, mint(ALICE, 1, 4), stake(ALICE, P, 1, 4), **nft),
+        *tx(300, burn(ALICE, 1, 3), request(ALICE, P, 1, 300 + LOCK, token_id=3), **nft),
+        *tx(300 + LOCK, withdraw(ALICE, 1, 3), **nft),
+    ]
+    assert position_timelines(events) == {(ALICE, P, "NFT"): [(100, 1), (200, 2), (300, 1)]}
