@@ -25,9 +25,9 @@ from indexer.epochs.split import AssetWeight, split_reward, stake_seconds, weigh
 from indexer.epochs.windows import EpochSchedule
 from indexer.errors import FatalError, IndexerError
 from indexer.events import Event
+from indexer.projection import EMPTY, PositionKey
 from indexer.projector.fold import fold
 from indexer.projector.runner import asset_weights
-from indexer.projector.state import EMPTY, PositionKey
 
 NODE_CHAINS = ("evm", "tron")
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from indexer.events import Event
-from indexer.projector.state import canonical_order
+from indexer.projection import canonical_order
 from indexer.store.projections import read_events
 
 BATCH = 100_000  # events read per query

@@ -9,8 +9,7 @@ from types import MappingProxyType
 from typing import Any
 
 from indexer.events import Event
-from indexer.projector.prorata import shares
-from indexer.projector.state import (
+from indexer.projection import (
     Changes,
     OrderKey,
     PositionKey,
@@ -19,6 +18,7 @@ from indexer.projector.state import (
     ValidatorKey,
     where,
 )
+from indexer.projector.prorata import shares
 
 
 class Table:

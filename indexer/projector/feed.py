@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapp
 from typing import TypeVar
 
 from indexer.events import Event
-from indexer.projector.state import canonical_order
+from indexer.projection import canonical_order
 
 Position = tuple[int, int, str]  # (block, log index, tx hash): read events after this place in the chain
 Reader = Callable[[str, Position, int], Awaitable[list[Event]]]  # (chain, after, limit) -> next events

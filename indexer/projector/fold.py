@@ -19,8 +19,7 @@ from collections.abc import Callable, Iterable, Set
 from typing import Any
 
 from indexer.events import Event, EventType
-from indexer.projector.draft import Draft
-from indexer.projector.state import (
+from indexer.projection import (
     ZERO_ADDRESSES,
     Changes,
     Pending,
@@ -30,6 +29,7 @@ from indexer.projector.state import (
     pool_key,
     where,
 )
+from indexer.projector.draft import Draft
 
 
 def fold(

@@ -23,10 +23,10 @@ import structlog
 
 from indexer.errors import ConfigError
 from indexer.events import Event
+from indexer.projection import EMPTY, ChainMark, ProjectionState
 from indexer.projector.draft import Draft
 from indexer.projector.feed import Position, read_ahead, read_merged
 from indexer.projector.fold import apply
-from indexer.projector.state import EMPTY, ChainMark, ProjectionState
 from indexer.store.projections import (
     Stage,
     copy_stages,

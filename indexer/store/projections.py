@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 
 from indexer.events import Event, EventType
-from indexer.projector.state import Changes, Pending, ProjectionState
+from indexer.projection import Changes, Pending, ProjectionState
 
 Row = tuple[Any, ...]
 

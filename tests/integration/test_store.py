@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from types import MappingProxyType as Frozen
 
 import pytest
@@ -9,10 +10,10 @@ import pytest
 from indexer.batch import Batch, BlockRef
 from indexer.errors import FatalError
 from indexer.events import Event, EventType
-from indexer.projector.state import Changes, Pending, ProjectionState
+from indexer.projection import Changes, Pending, ProjectionState
 from indexer.store.cursors import load_cursor, load_pool_names
 from indexer.store.events import write_batch
-from indexer.store.projections import copy_stages, load_state, replace_all, stage_changes
+from indexer.store.projections import copy_stages, load_state, replace_all, stage_changes, write_assets
 
 MAX = 2**256 - 1
 
@@ -134,3 +135,31 @@ async def test_projection_rows_survive_copy_text_whatever_the_names(db):
         await conn.execute(await copy_stages(conn, stage_changes(state, after, changes)))
     assert await load_state(db) == after
     assert await db.fetchval("SELECT count(*) FROM pending_withdrawals") == 1
+
+
+async def test_validator_points_view_is_whole_tokens_times_weight(db):
+    """v_validator_points over what the projector writes: amount / 10**decimals x the asset's weight.
+
+    Postgres's numeric division keeps 16 decimals here (the scale of 10::numeric ^ decimals), so an
+    18-decimal amount with more significant digits than that is rounded at the 16th decimal.
+    """
+    state = ProjectionState(
+        validators=Frozen({("0xp", "ETH"): 1_500_000_000_000_000_000, ("0xq", "TKN"): MAX, ("0xp", "TRX"): 2_500_000}),
+        positions=Frozen(
+            {
+                ("0xp", "ETH"): Frozen({"0xa": 1_500_000_000_000_000_000}),
+                ("0xq", "TKN"): Frozen({"0xa": MAX}),
+                ("0xp", "TRX"): Frozen({"0xb": 2_500_000}),
+            }
+        ),
+    )
+    weights = {"ETH": (18, Decimal("2.5")), "TKN": (18, Decimal(1)), "TRX": (6, Decimal("0.1"))}
+    async with db.acquire() as conn, conn.transaction():
+        await write_assets(conn, weights)
+        await replace_all(conn, state)
+    rows = await db.fetch("SELECT validator, asset, amount, points FROM v_validator_points")
+    assert {(r["validator"], r["asset"]): (int(r["amount"]), r["points"]) for r in rows} == {
+        ("0xp", "ETH"): (1_500_000_000_000_000_000, Decimal("3.75")),
+        ("0xq", "TKN"): (MAX, Decimal("115792089237316195423570985008687907853269984665640564039457.5840079131296399")),
+        ("0xp", "TRX"): (2_500_000, Decimal("0.25")),
+    }

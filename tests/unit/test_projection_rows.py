@@ -8,7 +8,7 @@ from types import MappingProxyType as Frozen
 from hypothesis import given
 from hypothesis import strategies as st
 
-from indexer.projector import EMPTY
+from indexer.projection import EMPTY
 from indexer.store.projections import TABLES, changed_lines, copy_field, copy_line
 
 POSITIONS = next(t for t in TABLES if t.name == "positions")

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from indexer.events import Event, EventType
+from indexer.projection import canonical_order
 from indexer.projector.feed import Position, read_ahead, read_merged, ready_prefix
-from indexer.projector.state import canonical_order
 
 
 def event(chain: str, block: int, time: int, log: int = 0) -> Event:

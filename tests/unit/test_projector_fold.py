@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from decimal import Decimal
 from fractions import Fraction
 from typing import Any, NamedTuple
 
@@ -14,16 +13,8 @@ from hypothesis import strategies as st
 
 from indexer.errors import FatalError
 from indexer.events import Event, EventType
-from indexer.projector import (
-    EMPTY,
-    Pending,
-    ProjectionError,
-    ProjectionState,
-    canonical_order,
-    fold,
-    take_pro_rata,
-    validator_points,
-)
+from indexer.projection import EMPTY, Pending, ProjectionError, ProjectionState, canonical_order
+from indexer.projector import fold, take_pro_rata
 
 ZERO = "0x" + "0" * 40
 ALICE, BOB, CAROL, DAVE = ("0x" + c * 40 for c in "abcd")
@@ -329,20 +320,6 @@ def test_canonical_order_is_block_time_then_chain_block_and_log_index():
     b = tx(7, stake(ALICE, P), chain="alpha")[0]._replace(block_number=99, log_index=3)
     c = tx(6, stake(ALICE, P), chain="zeta")[0]
     assert sorted([a, b, c], key=canonical_order) == [c, b, a]
-
-
-def test_validator_points_are_whole_tokens_times_weight_in_exact_decimals():
-    state = project(
-        stake_tx(1, ALICE, P, 1_500_000_000_000_000_000),
-        stake_tx(2, ALICE, Q, 2**256 - 1, chain="beta", asset="TKN"),
-        stake_tx(3, BOB, P, 2_500_000, contract="0x" + "77" * 20, asset="TRX"),
-    )
-    points = validator_points(state, {"ETH": (18, Decimal("2.5")), "TKN": (18, 1), "TRX": (6, Decimal("0.1"))})
-    assert points == {
-        (P, "ETH"): Decimal("3.75"),
-        (Q, "TKN"): Decimal("115792089237316195423570985008687907853269984665640564039457.584007913129639935"),
-        (P, "TRX"): Decimal("0.25"),
-    }
 
 
 # --- property tests -----------------------------------------------------------------------------------------------

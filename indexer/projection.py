@@ -1,4 +1,9 @@
-"""The projections as one immutable value, the keys a fold changed, and the canonical event order (pure)."""
+"""The projections as one immutable value, the keys a fold changed, and the canonical event order (pure).
+
+Plain values below both the projector (which folds into them) and the store (which writes and loads them):
+`ProjectionState`, `Pending`, `Changes`, the key types, `canonical_order`, `pool_key`, the zero addresses and
+`ProjectionError`.
+"""
 
 from __future__ import annotations
 
