@@ -20,7 +20,7 @@ from itertools import groupby
 import asyncpg
 
 from indexer.config import b58check_decode
-from indexer.epochs import merkle, store
+from indexer.epochs import merkle
 from indexer.epochs.split import AssetWeight, split_reward, stake_seconds, weighted_shares
 from indexer.epochs.windows import EpochSchedule
 from indexer.errors import FatalError, IndexerError
@@ -28,6 +28,7 @@ from indexer.events import Event
 from indexer.projection import EMPTY, PositionKey
 from indexer.projector.fold import fold
 from indexer.projector.runner import asset_weights
+from indexer.store import epochs as store
 
 NODE_CHAINS = ("evm", "tron")
 

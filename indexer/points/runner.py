@@ -15,11 +15,11 @@ from fractions import Fraction
 
 import asyncpg
 
-from indexer.epochs import store as epoch_store
 from indexer.epochs.close import node_chains, position_timelines
 from indexer.errors import ConfigError, IndexerError
 from indexer.points.loyalty import DayInput, LoyaltyProgram, simulate
 from indexer.projector.runner import asset_weights
+from indexer.store import epochs as epoch_store
 
 DAY = 86_400
 

@@ -1,4 +1,4 @@
-"""SQL of the reward epochs: rewards, epoch rows, allocations, and the confirmed events to replay.
+"""Reward epochs in Postgres: rewards, epoch rows, allocations, and the confirmed events to replay.
 
 Every function takes a connection or pool; the ones that lock or write expect the caller's
 transaction (see `indexer.epochs.close`). Tables: `epoch_rewards`, `epochs`, `epoch_allocations` in schema.sql.
