@@ -32,6 +32,9 @@ class Batch:
     blocks: tuple[BlockRef, ...] = ()  # hashes seen in the range (blocks with logs, the range end)
     pool_names: Mapping[str, str] = field(default_factory=dict)  # keccak256(name) -> name, newly learnt
     parent_hash: str | None = None  # hash of block first_block - 1 as the node saw it, when known
+    # A feed's record came late: the log changed from this block (issued_at) on, below what may have been
+    # projected; stored with the batch as a change of history (a row in `reorgs`), so projections rebuild.
+    history_changed_since: int | None = None
 
 
 def split_at_blocks(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 from collections.abc import AsyncIterator
 
@@ -25,6 +26,7 @@ from indexer.projector.runner import Projector, run_projector
 from indexer.runtime import tune_gc
 from indexer.store.cursors import load_pool_names, record_health, record_owner
 from indexer.store.database import apply_schema, create_pool, embedded_dsn
+from indexer.store.feeds import stored_records
 from indexer.watcher import Watcher
 
 log = structlog.get_logger(__name__)
@@ -58,16 +60,18 @@ async def index_chains(
     """Run every chain's watcher and the projector until done (`once`) or until `stop` is set."""
     known = await load_pool_names(pool) | names_by_hash(v.id for v in config.validators)
     sources = [build_source(chain, known, metrics) for chain in config.chains if chain.kind in NODE_CHAINS]
-    socials = [SocialSource(chain, metrics=metrics) for chain in config.chains if chain.kind == "social"]
+    feeds = [
+        SocialSource(chain, load_stored=functools.partial(stored_records, pool, chain.name), metrics=metrics)
+        for chain in config.chains
+        if chain.kind == "social"
+    ]
     projector = Projector(pool, config) if project else None
     failed: list[IndexerError] = []
     try:
         async with asyncio.TaskGroup() as group:
-            for source in sources:
+            for source in [*sources, *feeds]:
                 watcher = Watcher(source, source.chain, pool, metrics=metrics)
                 group.create_task(_owned_chain(watcher, pool, stop, once, failed), name=f"watch:{source.name}")
-            for social in socials:
-                group.create_task(social.run(pool, stop, once=once), name=f"social:{social.name}")
             if projector is not None and not once:
                 interval = min((c.poll_interval_seconds for c in config.chains), default=1.0)
                 group.create_task(_owned_projector(projector, pool, stop, interval), name="projector")
@@ -78,10 +82,8 @@ async def index_chains(
         if failed:
             raise failed[0]
     finally:
-        for source in sources:
+        for source in [*sources, *feeds]:
             await source.close()
-        for social in socials:
-            await social.close()
 
 
 async def _owned_projector(projector: Projector, pool: asyncpg.Pool, stop: asyncio.Event, interval: float) -> None:

@@ -1,4 +1,9 @@
-"""The chain-agnostic watcher loop: fetch block ranges, decode them, store them with the cursor.
+"""The one follow loop: every source (EVM, TRON, a social feed) is read, decoded and stored by it.
+
+A source is an adapter behind the small `Source` protocol: its head, its blocks by number, a
+range of its logs fetched and cut into batches. The loop owns everything else: the cursor,
+reorg detection and repair (`reorg.py`), the retry and back-off of transient failures, the
+source's health row, and writing each batch with the cursor in one transaction (`store/`).
 
 The three steps run as concurrent stages joined by small queues, so the node
 serving the next range, Python decoding this one and Postgres storing the
@@ -11,32 +16,19 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
 
 import asyncpg
 import structlog
 
+from indexer import reorg
 from indexer.batch import Batch, BlockRef
-from indexer.errors import (
-    FatalError,
-    IndexerError,
-    ReorgBelowClosedEpoch,
-    ReorgDetected,
-    ReorgTooDeep,
-    RetryableError,
-    RpcError,
-)
+from indexer.clock import sleep_unless
+from indexer.errors import FatalError, IndexerError, ReorgDetected, RetryableError, RpcError
 from indexer.progress import Progress
-from indexer.store.cursors import (
-    adopt_contracts,
-    known_contracts,
-    load_cursor,
-    load_recent_blocks,
-    record_head,
-    record_health,
-)
-from indexer.store.events import rewind, write_batch
+from indexer.store.cursors import adopt_contracts, known_contracts, load_cursor, record_head, record_health
+from indexer.store.events import write_batch
 
 log = structlog.get_logger(__name__)
 
@@ -51,9 +43,19 @@ class Fetched(Protocol):
 
 
 class Source(Protocol):
-    """What the watcher needs of a chain: its head and its events by block range."""
+    """What the follow loop needs of a source: its head, its blocks, and its events by block range.
+
+    Optional: `solidified()` (the node's own final height, TRON), `committed(batch, inserted)` (told
+    after each batch is stored), `best_effort_once` (`run --once` notes the source as retrying and
+    goes on instead of failing, a feed).
+    """
 
     name: str
+    chain_id: int
+    confirmations: int  # blocks below the head that are final
+    retained_blocks: int | None  # block hashes kept for reorg repair; None: max(2 x confirmations, 64)
+    contract_starts: Mapping[str, int]  # contract address -> its start block (empty for a feed)
+    start_block: int  # where indexing begins when there is no cursor yet
 
     async def poll(self, cursor: int | None) -> tuple[int, BlockRef | None]: ...
 
@@ -76,8 +78,9 @@ class Watcher:
         self.metrics = metrics
         self.chain = chain
         self.pool = pool
-        self.keep_blocks = keep_blocks if keep_blocks is not None else max(2 * chain.confirmations, 64)
-        self.start_block = min(c.start_block for c in chain.contracts)
+        if keep_blocks is None:
+            keep_blocks = source.retained_blocks
+        self.keep_blocks = keep_blocks if keep_blocks is not None else max(2 * source.confirmations, 64)
         self.log = log.bind(chain=chain.name)
         self.events_written = 0
 
@@ -85,6 +88,7 @@ class Watcher:
         """Index to the confirmed head; with `once` return then, else keep following until `stop` is set."""
         backoff = self.chain.poll_interval_seconds
         failures = 0
+        healthy = False  # whether this run has recorded the source as ok
         await self.adopt_contracts()
         while not stop.is_set():
             try:
@@ -95,21 +99,27 @@ class Watcher:
             except (RetryableError, ExceptionGroup) as exc:
                 retryable = _retryable(exc)
                 failures += 1
+                if retryable is not None and once and getattr(self.source, "best_effort_once", False):
+                    self.log.warning("source_unavailable", error=str(retryable))
+                    await record_health(self.pool, self.chain.name, "retrying", str(retryable))
+                    return
                 # `--once` gives up at once when every RPC URL failed, and after a few tries on bad answers
                 if retryable is None or (once and (isinstance(retryable, RpcError) or failures >= ONCE_ATTEMPTS)):
                     raise retryable or _unwrapped(exc) from None
                 self.log.warning("retrying", error=str(retryable), in_seconds=round(backoff, 2))
                 await record_health(self.pool, self.chain.name, "retrying", str(retryable))
-                await _sleep_unless(stop, backoff)
+                healthy = False
+                await sleep_unless(stop, backoff)
                 backoff = min(backoff * 2, 60.0)
                 continue
-            if failures:
+            if not healthy:
                 await record_health(self.pool, self.chain.name, "ok", None)
+                healthy = True
             failures = 0
             backoff = self.chain.poll_interval_seconds
             if once:
                 return
-            await _sleep_unless(stop, self.chain.poll_interval_seconds)
+            await sleep_unless(stop, self.chain.poll_interval_seconds)
 
     async def catch_up(self, stop: asyncio.Event, *, follow_head: bool = False) -> int:
         """Index every block up to the confirmed head (or the head itself); returns the number of new events.
@@ -123,13 +133,14 @@ class Watcher:
         if cursor is not None and (canonical is None or canonical.hash != cursor.hash):
             if canonical is None and head >= cursor.number:
                 raise RetryableError(f"chain {self.chain.name}: the node has no block {cursor.number} (lagging node?)")
-            cursor = await self.repair_reorg(cursor)
-        confirmed = head - self.chain.confirmations
+            cursor = await reorg.repair(self.pool, self.source, self.chain.name, cursor, window=self.keep_blocks,
+                                        metrics=self.metrics)  # fmt: skip
+        confirmed = head - self.source.confirmations
         final = getattr(self.source, "solidified", None)  # TRON: the node says which block is final
         if final is not None:
             confirmed = min(confirmed, await final())
         target = head if follow_head else confirmed
-        start = cursor.number + 1 if cursor else self.start_block
+        start = cursor.number + 1 if cursor else self.source.start_block
         if start > target:
             if cursor is not None:
                 await record_head(self.pool, self.chain.name, head, confirmed)
@@ -148,7 +159,9 @@ class Watcher:
 
     async def adopt_contracts(self) -> None:
         """Index the history of contracts added to the config after the chain was indexed past their start."""
-        configured = {c.address: c.start_block for c in self.chain.contracts}
+        configured = dict(self.source.contract_starts)
+        if not configured:
+            return
         cursor = await load_cursor(self.pool, self.chain.name)
         known = await known_contracts(self.pool, self.chain.name)
         added = {address: start for address, start in configured.items() if address not in known}
@@ -169,46 +182,6 @@ class Watcher:
         if added:
             async with self.pool.acquire() as conn:
                 await adopt_contracts(conn, self.chain.name, added, rewind_to)
-
-    async def repair_reorg(self, cursor: BlockRef) -> BlockRef:
-        """Rewind to the newest remembered block the node still has; returns the new cursor."""
-        remembered = await load_recent_blocks(self.pool, self.chain.name)
-        canonical = await self.source.blocks([b.number for b in remembered])
-        ancestor = next(
-            (canonical[b.number] for b in remembered if b.number in canonical and canonical[b.number].hash == b.hash),
-            None,
-        )
-        if ancestor is None:
-            oldest = remembered[-1].number if remembered else cursor.number
-            self.log.error("reorg_too_deep", block=cursor.number, oldest_remembered=oldest)
-            raise ReorgTooDeep(
-                f"chain {self.chain.name}: the chain reorganized below block {oldest}, the oldest block hash kept "
-                f"(window {self.keep_blocks} blocks); the event log may hold orphaned events: re-index this chain"
-            )
-        closed_end = await self.pool.fetchval(
-            "SELECT extract(epoch FROM max(end_time))::bigint FROM epochs WHERE closed_at IS NOT NULL"
-        )
-        if closed_end is not None and ancestor.time < closed_end:
-            self.log.error("reorg_below_closed_epoch", block=cursor.number, ancestor=ancestor.number)
-            if self.metrics is not None:
-                self.metrics.reorg(self.chain.name, cursor.number - ancestor.number)
-            raise ReorgBelowClosedEpoch(
-                f"chain {self.chain.name}: a reorg back to block {ancestor.number} (time {ancestor.time}) reaches into "
-                f"a closed reward epoch (ended at {closed_end}); nothing was rewound: the epoch's allocations may be "
-                "wrong, investigate before resuming"
-            )
-        async with self.pool.acquire() as conn:
-            removed = await rewind(conn, self.chain.name, ancestor, cursor)
-        self.log.warning(
-            "reorg_repaired",
-            block=cursor.number,
-            ancestor=ancestor.number,
-            depth=cursor.number - ancestor.number,
-            events_removed=removed,
-        )
-        if self.metrics is not None:
-            self.metrics.reorg(self.chain.name, cursor.number - ancestor.number)
-        return ancestor
 
     async def _fetch(
         self, start: int, target: int, headers_from: int, stop: asyncio.Event, out: asyncio.Queue[Any]
@@ -237,11 +210,14 @@ class Watcher:
                 new = await write_batch(
                     conn,
                     batch,
-                    chain_id=self.chain.chain_id,
+                    chain_id=self.source.chain_id,
                     head_block=head,
                     confirmed_block=confirmed,
                     keep_blocks=self.keep_blocks,
                 )
+            committed = getattr(self.source, "committed", None)
+            if committed is not None:
+                committed(batch, new)
             self.events_written += new
             progress.update(batch.last.number, new, time.monotonic() - began)
             if self.metrics is not None:
@@ -280,10 +256,3 @@ def _unwrapped(exc: BaseException) -> BaseException:
             if isinstance(found, IndexerError):
                 return found
     return exc
-
-
-async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        pass

@@ -17,10 +17,12 @@ import structlog
 
 from indexer.batch import Batch, BlockRef
 from indexer.chains.batches import block_batches
+from indexer.chains.common import checked, pool_names_in, unnamed_pools
 from indexer.chains.log_range import LogRange, is_range_too_large
+from indexer.chains.node_source import NodeSource
 from indexer.chains.rpc import JsonRpcError, RpcClient
-from indexer.decode.calldata import calls_to, names_by_hash, pool_names_in_calldata
-from indexer.decode.logs import ChainSpec, LogDecoder, MalformedLog, RpcLog, log_block_number, needs_pool_name
+from indexer.decode.calldata import calls_to
+from indexer.decode.logs import ChainSpec, LogDecoder, MalformedLog, RpcLog, log_block_number
 from indexer.errors import RetryableError, RpcError
 from indexer.events import Event
 
@@ -53,7 +55,7 @@ class FetchedLogs:
     headers: dict[int, BlockRef]  # blocks whose headers came with the logs
 
 
-class EvmSource:
+class EvmSource(NodeSource):
     """Reads one EVM chain's configured contracts."""
 
     def __init__(self, chain: Any, rpc: RpcClient, pool_names: Mapping[str, str] | None = None) -> None:
@@ -88,7 +90,7 @@ class EvmSource:
         header = answers[1]
         if isinstance(header, JsonRpcError) or header is None:
             return head, None  # the block is gone (the chain got shorter) or the node lags: not canonical
-        return head, _checked(block_ref, header)
+        return head, checked(block_ref, header)
 
     async def blocks(self, numbers: list[int]) -> dict[int, BlockRef]:
         """The node's canonical blocks at these heights (absent where it has none), batched."""
@@ -100,7 +102,7 @@ class EvmSource:
         for chunk, headers in zip(chunks, answers, strict=True):
             for number, header in zip(chunk, headers, strict=True):
                 if isinstance(header, dict):
-                    found[number] = _checked(block_ref, header)
+                    found[number] = checked(block_ref, header)
         return found
 
     async def fetch_logs(self, start: int, last_allowed: int, headers_from: int | None = None) -> FetchedLogs:
@@ -126,7 +128,7 @@ class EvmSource:
             break
         if any(isinstance(h, JsonRpcError) or h is None for h in headers):
             raise RetryableError(f"chain {self.name}: the node lacks a block of {first_header}-{end} (lagging node?)")
-        known = {ref.number: ref for ref in (_checked(block_ref, h) for h in headers)}
+        known = {ref.number: ref for ref in (checked(block_ref, h) for h in headers)}
         for number in range(first_header + 1, end + 1):
             if known[number].parent_hash != known[number - 1].hash:
                 raise RetryableError(f"chain {self.name}: blocks {number - 1} and {number} do not link (reorg)")
@@ -166,7 +168,7 @@ class EvmSource:
         contract = self.contracts.get(str(log.get("address", "")).lower())
         if contract is None:
             return False
-        return contract.start_block <= start or _checked(log_block_number, log) >= contract.start_block
+        return contract.start_block <= start or checked(log_block_number, log) >= contract.start_block
 
     async def _blocks_of(self, logs: list[RpcLog], headers: dict[int, BlockRef]) -> dict[int, BlockRef]:
         """Headers of the blocks holding logs, each log's block hash checked against them.
@@ -199,12 +201,7 @@ class EvmSource:
 
     async def _learn_pool_names(self, logs: list[RpcLog]) -> dict[str, str]:
         """Names of `string indexed` pools not seen before, from calldata, else from call traces."""
-        wanted: dict[str, set[str]] = {}  # tx hash -> contract addresses whose pool hash is unknown
-        for log in logs:
-            address = log["address"].lower()
-            pool_hash = needs_pool_name(log, self.contracts[address])
-            if pool_hash is not None and pool_hash not in self.pool_names:
-                wanted.setdefault(str(log.get("transactionHash", "")).lower(), set()).add(address)
+        wanted = unnamed_pools(logs, self.contracts, self.pool_names)  # tx hash -> contracts to read calldata of
         if not wanted:
             return {}
         learnt: dict[str, str] = {}
@@ -212,7 +209,7 @@ class EvmSource:
         untraced: list[str] = []
         for tx_hash, tx in zip(wanted, txs, strict=True):
             if isinstance(tx, dict) and str(tx.get("to", "")).lower() in wanted[tx_hash]:
-                learnt |= names_by_hash(pool_names_in_calldata(tx.get("input", "")))
+                learnt |= pool_names_in(tx.get("input", ""))
             else:
                 untraced.append(tx_hash)
         if untraced and self.use_call_tracer:
@@ -231,7 +228,7 @@ class EvmSource:
             if isinstance(trace, dict):
                 for contract in contracts[tx_hash]:
                     for frame in calls_to(trace, contract):
-                        learnt |= names_by_hash(pool_names_in_calldata(frame.get("input", "")))
+                        learnt |= pool_names_in(frame.get("input", ""))
         return learnt
 
     async def _batched(self, method: str, params: list[list[Any]]) -> list[Any]:
@@ -244,7 +241,7 @@ class EvmSource:
 
 
 def _log_position(log: RpcLog) -> tuple[int, int]:
-    return (_checked(log_block_number, log), _hex_int(log.get("logIndex"), "logIndex"))
+    return (checked(log_block_number, log), _hex_int(log.get("logIndex"), "logIndex"))
 
 
 def _hex_int(value: Any, what: str) -> int:
@@ -252,10 +249,3 @@ def _hex_int(value: Any, what: str) -> int:
         return int(value, 16)
     except (TypeError, ValueError) as exc:
         raise RetryableError(f"{what}: malformed answer {value!r:.80}") from exc
-
-
-def _checked(parse: Any, value: Any) -> Any:
-    try:
-        return parse(value)
-    except ValueError as exc:
-        raise RetryableError(str(exc)) from exc

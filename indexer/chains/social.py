@@ -1,132 +1,202 @@
-"""The social feed source: read signed delegation records, check them, store the accepted ones as events.
+"""The social feed source: read signed delegation records for the follow loop, like a chain's logs.
 
-The whole feed (a JSON Lines file, or an HTTP URL answering a JSON array) is
-re-read on every poll. Each poll is one transaction: the accepted records and
-the feed's cursor. The cursor is a poll clock in unix seconds (block number ==
-block time == max(previous + 1, now)), so the feed's frontier is "everything
-read up to now" and events (whose block number and time are `issued_at`) are
-confirmed once the clock passes them.
+A feed has no blocks, so its "chain" is a poll clock in unix seconds: each poll is one block
+whose number and time are `max(previous + 1, now)`, and the records accepted in it are events
+whose block number and time are their `issued_at`. The follow loop (`watcher.py`) drives it
+through the same protocol as an EVM or TRON source and writes each poll as one batch with the
+feed's cursor; the feed's frontier is "everything read up to now". It never reorganizes, but a
+record dated at or before `poll clock - settle_seconds` (published late) lands below what the
+projector may have folded: its batch says the feed's history changed from there, and the store
+records that like a reorg, so the projections rebuild.
 
-A record already stored (same staker, nonce and content) is skipped quietly on
-re-reads; a record judged for good (accepted, or rejected for a reason time
-cannot change) is remembered by its fingerprint and neither re-checked nor
-re-logged by this instance.
+The whole feed (a JSON Lines file, or an HTTP URL answering a JSON array) is read on every poll
+and judged by the pure `decode.social.judge`: records already stored are skipped quietly, items
+judged for good are remembered by fingerprint and neither re-checked nor re-logged.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
 import json
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-import asyncpg
 import structlog
 
 from indexer.batch import Batch, BlockRef
 from indexer.decode.social import (
-    Accepted,
-    Reason,
-    Record,
+    Content,
+    Judgement,
     Rejected,
     apply_order,
-    check_record,
-    parse_record,
-    parse_tx_key,
+    judge,
+    parse_jsonl,
     record_content,
     to_event,
 )
-from indexer.errors import FatalError
-from indexer.events import EventType
-from indexer.store.cursors import record_health
-from indexer.store.events import write_batch
+from indexer.errors import RetryableError
 
 log = structlog.get_logger(__name__)
 
 REQUEST_TIMEOUT_SECONDS = 10.0
 MAX_FEED_BYTES = 256 * 1024 * 1024  # an HTTP feed larger than this is refused rather than read into memory
-# Verdicts that time can change are not remembered: the record is judged again on the next poll.
-_TRANSIENT = frozenset({Reason.ISSUED_IN_FUTURE})
+
+StoredRecords = Mapping[tuple[str, int], Content]  # (staker, nonce) -> what the stored event says
 
 
-class FeedUnavailable(Exception):
-    """The feed could not be read this time (file missing, HTTP error, not a JSON array...)."""
+class FeedUnavailable(RetryableError):
+    """The feed could not be read this time (file missing, HTTP error, not a JSON array): the next poll retries."""
 
 
-class _BadLine:
-    """A JSON Lines line that is not JSON."""
+@dataclass(frozen=True, slots=True)
+class FeedRead:
+    """One read of the feed, judged: what `fetch_logs` hands to `batches`."""
 
-    __slots__ = ("line", "error")
-
-    def __init__(self, line: int, error: str) -> None:
-        self.line = line
-        self.error = error
-
-
-def fingerprint(item: object) -> str:
-    """A stable digest of one feed item (its JSON, keys sorted)."""
-    if isinstance(item, _BadLine):
-        text = f"badline:{item.line}:{item.error}"
-    else:
-        text = json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def parse_jsonl(text: str) -> list[object]:
-    """The items of a JSON Lines text: blank lines skipped, a line that is not JSON kept as a `_BadLine`."""
-    items: list[object] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            items.append(json.loads(line))
-        except ValueError as exc:
-            items.append(_BadLine(number, f"{exc.__class__.__name__}: {exc}"))
-    return items
+    first: int  # the first clock tick this poll covers (the cursor + 1)
+    last: BlockRef  # the poll's clock tick
+    judgement: Judgement
 
 
 def _is_url(url: str) -> bool:
     return url.startswith(("http://", "https://"))
 
 
-class SocialSource:
-    """One configured social feed (`kind: social`)."""
+def _tick(number: int) -> BlockRef:
+    return BlockRef(number=number, hash="", parent_hash=None, time=number)
 
-    def __init__(self, chain: Any, *, request_timeout: float = REQUEST_TIMEOUT_SECONDS, metrics: Any = None) -> None:
+
+class SocialSource:
+    """One configured social feed (`kind: social`), read by the follow loop.
+
+    `load_stored` returns the records the event log already holds for this feed (the service
+    passes the store's query); `clock` gives unix seconds (a test or simulation passes its own).
+    """
+
+    chain_id = 0
+    confirmations = 0  # a poll's records are final once read
+    retained_blocks = 0  # no block hashes to keep: a feed never reorganizes
+    best_effort_once = True  # `run --once` records an unreadable feed as retrying and goes on
+    contract_starts: Mapping[str, int] = MappingProxyType({})  # a feed has no contracts
+
+    def __init__(
+        self,
+        chain: Any,
+        *,
+        load_stored: Callable[[], Awaitable[StoredRecords]],
+        clock: Callable[[], float] = time.time,
+        request_timeout: float = REQUEST_TIMEOUT_SECONDS,
+        metrics: Any = None,
+    ) -> None:
         self.chain = chain
-        self.metrics = metrics
         self.name: str = chain.name
-        self.url: str = chain.url
-        self.asset: str = chain.asset
-        self.poll_interval: float = float(chain.poll_interval_seconds)
+        self.clock = clock
+        self.metrics = metrics
         self.settle: int = chain.settle_seconds  # how far back the projector may already have folded
         self.request_timeout = request_timeout
-        self.rejections: Counter[str] = Counter()  # by reason, since start (for metrics)
-        self.accepted_total = 0
+        self.rejections: Counter[str] = Counter()  # by reason, since start (for tests and metrics)
+        self.accepted_total = 0  # records written, since start
         self.polls = 0
-        self.failures = 0  # polls that could not read the feed or store its records
-        self._failing = False  # whether the last poll failed (recorded in chain_health)
+        self.failures = 0  # reads that failed
         self.last_error: str | None = None
         self.log = log.bind(chain=self.name)
+        self._load_stored = load_stored
         self._session: aiohttp.ClientSession | None = None
-        self._cursor: int | None = None  # the feed's poll clock as stored; None before the first poll
-        self._stored: dict[tuple[str, int], tuple[Any, ...]] | None = None  # (staker, nonce) -> content
+        self._now = 0
+        self._committed: int | None = None  # the clock tick of the last batch this source saw committed
+        self._stored: dict[tuple[str, int], Content] | None = None  # as the event log holds them
         self._settled: set[str] = set()  # fingerprints of items judged for good
+        self._judged: dict[int, Judgement] = {}  # clock tick -> its read's judgement, until the batch is stored
 
-    # -- reading -----------------------------------------------------------
+    @property
+    def start_block(self) -> int:
+        """The first poll's clock tick (the feed's history starts when it is first read)."""
+        return self._now
+
+    # -- the follow loop's protocol ------------------------------------------------------------------------------
+
+    async def poll(self, cursor: int | None) -> tuple[int, BlockRef | None]:
+        """The clock tick this poll reads at (`head`), and the cursor's tick (a feed never reorganizes)."""
+        self._now = int(self.clock())
+        if cursor != self._committed:  # a restart, or a write whose outcome this source did not see
+            self._stored = None
+            self._committed = cursor
+        self._judged.clear()
+        head = self._now if cursor is None else max(cursor + 1, self._now)
+        return head, None if cursor is None else _tick(cursor)
+
+    async def blocks(self, numbers: list[int]) -> dict[int, BlockRef]:
+        """Every tick the loop remembers is still there: a feed has no other branch."""
+        return {n: _tick(n) for n in numbers}
+
+    async def fetch_logs(self, start: int, last_allowed: int, headers_from: int | None = None) -> FeedRead:
+        """Read the whole feed and judge it; FeedUnavailable when it cannot be read."""
+        self.polls += 1
+        try:
+            items = await self.read()
+        except FeedUnavailable as exc:
+            self.failures += 1
+            self.last_error = str(exc)
+            self.log.warning("feed_unavailable", url=_redacted(self.chain.url), error=str(exc))
+            raise
+        if self._stored is None:
+            self._stored = dict(await self._load_stored())
+        judgement = judge(items, feed=self.name, now=self._now, stored=self._stored, settled=self._settled)
+        rejected = Counter(str(verdict.reason) for _, verdict in judgement.rejected)
+        for item, verdict in judgement.rejected:
+            self._log_rejection(item, verdict)
+        self.rejections.update(rejected)
+        self.last_error = None
+        return FeedRead(first=start, last=_tick(last_allowed), judgement=judgement)
+
+    async def batches(self, fetched: FeedRead) -> AsyncIterator[Batch]:
+        """The poll as one batch: the accepted records in (issued_at, nonce) order, and whether any came late."""
+        events = sorted((to_event(r, self.name, self.chain.asset) for r in fetched.judgement.accepted), key=apply_order)
+        previous = None if self._committed is None else fetched.first - 1
+        late = [e.block_number for e in events if previous is not None and e.block_number <= previous - self.settle]
+        yield Batch(
+            chain=self.name,
+            first_block=fetched.first,
+            last=fetched.last,
+            events=tuple(events),
+            history_changed_since=min(late) if late else None,
+        )
+        self._judged[fetched.last.number] = fetched.judgement
+
+    def committed(self, batch: Batch, inserted: int) -> None:
+        """The loop wrote `batch` (`inserted` new rows): remember its records, and count late ones."""
+        judgement = self._judged.pop(batch.last.number)
+        assert self._stored is not None
+        for record in judgement.accepted:
+            self._stored[record.key] = record_content(record)
+        self._settled |= judgement.settled
+        self._committed = batch.last.number
+        self.accepted_total += inserted
+        if judgement.accepted or judgement.rejected:
+            rejected = Counter(str(verdict.reason) for _, verdict in judgement.rejected)
+            self.log.info("feed_polled", accepted=len(judgement.accepted), written=inserted, rejected=dict(rejected))
+        if inserted != len(batch.events):
+            self.log.warning("feed_records_already_stored", expected=len(batch.events), inserted=inserted)
+        if batch.history_changed_since is not None and inserted:
+            late = sum(e.block_number <= batch.first_block - 1 - self.settle for e in batch.events)
+            self.log.warning("feed_records_late", records=late, oldest_issued_at=batch.history_changed_since,
+                             clock=batch.first_block - 1)  # fmt: skip
+            if self.metrics is not None:
+                self.metrics.feed_late(self.name, late)
+
+    # -- reading -------------------------------------------------------------------------------------------------
 
     async def read(self) -> list[object]:
         """Every item of the feed, decoded from JSON (a non-JSON line of a file is kept as a bad line)."""
-        if _is_url(self.url):
+        if _is_url(self.chain.url):
             return await self._read_http()
-        path = Path(self.url.removeprefix("file://"))
+        path = Path(self.chain.url.removeprefix("file://"))
         try:
             text = await asyncio.to_thread(path.read_text, encoding="utf-8", errors="replace")
         except OSError as exc:
@@ -137,7 +207,7 @@ class SocialSource:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.request_timeout))
         try:
-            async with self._session.get(self.url, headers={"Accept": "application/json"}) as response:
+            async with self._session.get(self.chain.url, headers={"Accept": "application/json"}) as response:
                 if response.status != 200:
                     raise FeedUnavailable(f"HTTP {response.status}")
                 if response.content_length is not None and response.content_length > MAX_FEED_BYTES:
@@ -160,121 +230,6 @@ class SocialSource:
             await self._session.close()
             self._session = None
 
-    # -- state ---------------------------------------------------------------
-
-    async def _load_state(self, pool: asyncpg.Pool) -> None:
-        """The feed's cursor and the (staker, nonce) keys it already stored."""
-        self._cursor = await pool.fetchval("SELECT block_number FROM chain_cursors WHERE chain = $1", self.name)
-        rows = await pool.fetch(
-            """SELECT tx_hash, pool, amount::text AS amount, event_type, extract(epoch FROM block_time)::bigint AS t
-                 FROM events WHERE chain = $1""",
-            self.name,
-        )
-        stored: dict[tuple[str, int], tuple[Any, ...]] = {}
-        for r in rows:
-            action = "delegate" if r["event_type"] == EventType.SOCIAL_DELEGATE else "undelegate"
-            amount = None if r["amount"] is None else int(r["amount"])
-            stored[parse_tx_key(r["tx_hash"])] = (r["pool"], amount, action, r["t"])
-        self._stored = stored
-
-    # -- polling -------------------------------------------------------------
-
-    async def poll_once(self, pool: asyncpg.Pool, now: int | None = None) -> tuple[int, Counter[str]]:
-        """Read the feed once and store what is new; returns (records accepted, rejections by reason).
-
-        A feed that cannot be read is logged and counted, and nothing moves: the next poll retries.
-        `now` defaults to the wall clock: the one place wall time decides anything
-        ("the deadline has not passed when the record is first read").
-        """
-        now = int(time.time()) if now is None else now
-        self.polls += 1
-        try:
-            items = await self.read()
-        except FeedUnavailable as exc:
-            self.failures += 1
-            self.last_error = str(exc)
-            self.log.warning("feed_unavailable", url=_redacted(self.url), error=str(exc))
-            return 0, Counter()
-        if self._stored is None:
-            await self._load_state(pool)
-        assert self._stored is not None
-        stored = self._stored
-        seen: set[tuple[str, int]] = set(stored)
-        reread: set[tuple[str, int]] = set()  # stored keys met again in this read
-        accepted: list[Record] = []
-        rejected: Counter[str] = Counter()
-        settled: set[str] = set()
-        for item in items:
-            fp = fingerprint(item)
-            if fp in self._settled:
-                continue
-            if isinstance(item, _BadLine):
-                verdict: Accepted | Rejected = Rejected(Reason.MALFORMED, f"line {item.line} is not JSON: {item.error}")
-            else:
-                parsed = parse_record(item)
-                if isinstance(parsed, Record) and parsed.key in stored and parsed.key not in reread:
-                    if stored[parsed.key] == record_content(parsed):
-                        # A re-read of a stored record (after a restart, or an identical copy): nothing new.
-                        reread.add(parsed.key)
-                        settled.add(fp)
-                        continue
-                verdict = check_record(item, feed=self.name, now=now, seen=seen)
-            if isinstance(verdict, Accepted):
-                accepted.append(verdict.record)
-                seen.add(verdict.record.key)
-                reread.add(verdict.record.key)
-            else:
-                rejected[verdict.reason] += 1
-                self._log_rejection(item, verdict)
-            if not (isinstance(verdict, Rejected) and verdict.reason in _TRANSIENT):
-                settled.add(fp)
-        try:
-            written = await self._store(pool, accepted, now)
-        except FatalError:
-            raise
-        except (asyncpg.PostgresError, OSError) as exc:
-            self.failures += 1
-            self.last_error = f"store: {exc.__class__.__name__}: {exc}"
-            self.log.warning("feed_store_failed", error=self.last_error)
-            self._stored = None  # reload from the database: the transaction may or may not have committed
-            return 0, rejected
-        for record in accepted:
-            stored[record.key] = record_content(record)
-        self._settled |= settled
-        self.rejections.update(rejected)
-        self.accepted_total += written
-        self.last_error = None
-        if accepted or rejected:
-            self.log.info("feed_polled", accepted=len(accepted), written=written, rejected=dict(rejected))
-        return len(accepted), rejected
-
-    async def _store(self, pool: asyncpg.Pool, records: list[Record], now: int) -> int:
-        """Write the accepted records and move the poll clock, in one transaction; returns rows inserted."""
-        events = sorted((to_event(r, self.name, self.asset) for r in records), key=apply_order)
-        previous = self._cursor
-        tick = now if previous is None else max(previous + 1, now)
-        batch = Batch(
-            chain=self.name,
-            first_block=tick if previous is None else previous + 1,
-            last=BlockRef(number=tick, hash="", parent_hash=None, time=tick),
-            events=tuple(events),
-        )
-        # the projector folds this feed up to (poll clock - settle time): a record dated at or before that
-        # may land below what it already folded, so its history is marked changed from there on, like a reorg
-        late = [e.block_number for e in events if previous is not None and e.block_number <= previous - self.settle]
-        async with pool.acquire() as conn, conn.transaction():
-            inserted = await write_batch(conn, batch, chain_id=0, head_block=tick, confirmed_block=tick, keep_blocks=0)
-            if late and inserted:
-                await mark_changed_history(conn, self.name, since=min(late), clock=previous)
-        if late and inserted:
-            self.log.warning("feed_records_late", records=len(late), oldest_issued_at=min(late), clock=previous)
-            if self.metrics is not None:
-                self.metrics.feed_late(self.name, len(late))
-        self._cursor = tick
-        if inserted != len(events):
-            self.log.warning("feed_records_already_stored", expected=len(events), inserted=inserted)
-        return inserted
-
     def _log_rejection(self, item: object, verdict: Rejected) -> None:
         """One log line per rejected record: reason, staker and nonce as given, never the signature."""
         if self.metrics is not None:
@@ -288,49 +243,6 @@ class SocialSource:
         self.log.warning(
             "feed_record_rejected", reason=str(verdict.reason), detail=verdict.detail, staker=staker, nonce=nonce
         )
-
-    async def run(self, pool: asyncpg.Pool, stop: asyncio.Event, *, once: bool = False) -> None:
-        """Poll every `poll_interval_seconds` until `stop` is set (or once). Only a FatalError escapes."""
-        while not stop.is_set():
-            failures_before = self.failures
-            try:
-                await self.poll_once(pool)
-            except FatalError:
-                raise
-            except Exception as exc:  # a source never stops the service for a transient failure
-                self.failures += 1
-                self.last_error = f"{exc.__class__.__name__}: {exc}"
-                self._stored = None
-                self.log.exception("feed_poll_failed")
-            failing = self.failures > failures_before
-            if failing or self._failing:  # shows in `indexer status` / v_indexer_status
-                self._failing = failing
-                with contextlib.suppress(Exception):
-                    await record_health(
-                        pool, self.name, "retrying" if failing else "ok", self.last_error if failing else None
-                    )
-            if once:
-                return
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=self.poll_interval)
-            except TimeoutError:
-                pass
-
-
-async def mark_changed_history(conn: asyncpg.Connection, feed: str, *, since: int, clock: int) -> None:
-    """Record that the feed's history changed from `since` (a record came late), so projections rebuild.
-
-    Kept with the chains' reorgs: "the log below the indexed point changed after block `since` - 1".
-    """
-    await conn.execute(
-        """INSERT INTO reorgs (chain, ancestor_block, ancestor_hash, orphaned_block, orphaned_hash, depth,
-                               events_removed)
-           VALUES ($1, $2, '', $3, '', $4, 0)""",
-        feed,
-        since - 1,
-        clock,
-        max(clock - since + 1, 0),
-    )
 
 
 def _short(value: Any) -> Any:

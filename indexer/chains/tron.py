@@ -26,6 +26,7 @@ import structlog
 
 from indexer.batch import Batch, BlockRef
 from indexer.chains.batches import block_batches
+from indexer.chains.node_source import NodeSource
 from indexer.config import b58check_decode, redact_url, tron_address
 from indexer.decode.calldata import names_by_hash, pool_names_in_calldata
 from indexer.decode.logs import ChainSpec, LogDecoder, MalformedLog, RpcLog, needs_pool_name
@@ -243,7 +244,7 @@ class TronHttp:
             self._session = None
 
 
-class TronSource:
+class TronSource(NodeSource):
     """Reads one TRON chain's configured contracts (the watcher's Source protocol)."""
 
     def __init__(self, chain: Any, http: TronHttp | None = None, pool_names: Mapping[str, str] | None = None) -> None:

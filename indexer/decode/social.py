@@ -2,14 +2,17 @@
 
 A record is a JSON object signed by its staker (EIP-191 personal_sign) over
 `canonical_message`. `check_record` decides whether it is accepted or rejected
-with a reason; `to_event` turns an accepted record into a row of the event log,
-keyed by (feed name, staker, nonce).
+with a reason; `judge` does it for a whole read of a feed (re-reads of stored
+records and items judged for good skipped); `to_event` turns an accepted record
+into a row of the event log, keyed by (feed name, staker, nonce).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping, Set
 from enum import StrEnum
 from typing import Any, NamedTuple
 
@@ -232,3 +235,87 @@ def content(event: Event) -> tuple[str | None, int | None, str, int]:
 def record_content(record: Record) -> tuple[str | None, int | None, str, int]:
     """`content` of the event `record` would become."""
     return (record.validator, record.points, record.action, record.issued_at)
+
+
+# -- one read of a feed ----------------------------------------------------------------------------------------------
+
+# Verdicts that time can change are not remembered: the record is judged again on the next read.
+TRANSIENT = frozenset({Reason.ISSUED_IN_FUTURE})
+Content = tuple[str | None, int | None, str, int]
+
+
+class BadLine(NamedTuple):
+    """A JSON Lines line that is not JSON."""
+
+    line: int
+    error: str
+
+
+def parse_jsonl(text: str) -> list[object]:
+    """The items of a JSON Lines text: blank lines skipped, a line that is not JSON kept as a `BadLine`."""
+    items: list[object] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            items.append(json.loads(line))
+        except ValueError as exc:
+            items.append(BadLine(number, f"{exc.__class__.__name__}: {exc}"))
+    return items
+
+
+def fingerprint(item: object) -> str:
+    """A stable digest of one feed item (its JSON, keys sorted)."""
+    if isinstance(item, BadLine):
+        text = f"badline:{item.line}:{item.error}"
+    else:
+        text = json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class Judgement(NamedTuple):
+    """What one read of a feed holds that is new: records to store, rejections to report, items judged for good."""
+
+    accepted: list[Record]
+    rejected: list[tuple[object, Rejected]]  # (the item as read, why)
+    settled: set[str]  # fingerprints never to judge again (accepted, re-read, or rejected for good)
+
+
+def judge(
+    items: Iterable[object], *, feed: str, now: int, stored: Mapping[tuple[str, int], Content], settled: Set[str]
+) -> Judgement:
+    """Judge every item of one read of feed `feed` at unix time `now` (pure).
+
+    `stored` maps the (staker, nonce) keys already in the event log to their content, so that
+    re-reading a stored record is quietly skipped while a different record reusing its nonce is a
+    replay; `settled` holds the fingerprints of items judged for good before.
+    """
+    seen: set[tuple[str, int]] = set(stored)
+    reread: set[tuple[str, int]] = set()  # stored keys met again in this read
+    accepted: list[Record] = []
+    rejected: list[tuple[object, Rejected]] = []
+    done: set[str] = set()
+    for item in items:
+        fp = fingerprint(item)
+        if fp in settled:
+            continue
+        if isinstance(item, BadLine):
+            verdict: Accepted | Rejected = Rejected(Reason.MALFORMED, f"line {item.line} is not JSON: {item.error}")
+        else:
+            parsed = parse_record(item)
+            if isinstance(parsed, Record) and parsed.key in stored and parsed.key not in reread:
+                if stored[parsed.key] == record_content(parsed):
+                    # A re-read of a stored record (after a restart, or an identical copy): nothing new.
+                    reread.add(parsed.key)
+                    done.add(fp)
+                    continue
+            verdict = check_record(item, feed=feed, now=now, seen=seen)
+        if isinstance(verdict, Accepted):
+            accepted.append(verdict.record)
+            seen.add(verdict.record.key)
+            reread.add(verdict.record.key)
+        else:
+            rejected.append((item, verdict))
+        if not (isinstance(verdict, Rejected) and verdict.reason in TRANSIENT):
+            done.add(fp)
+    return Judgement(accepted, rejected, done)

@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 
 from indexer.batch import Batch, BlockRef
-from indexer.errors import FatalError, ReorgDetected
+from indexer.errors import FatalError, ReorgBelowClosedEpoch, ReorgDetected
 from indexer.events import Event
 
 EVENT_COLUMNS = (
@@ -180,7 +180,26 @@ async def write_batch(
         )
         if row["moved"] != 1:
             await _refuse(conn, batch)
+        if batch.history_changed_since is not None and row["inserted"]:
+            await _record_history_change(conn, batch.chain, since=batch.history_changed_since,
+                                         clock=batch.first_block - 1)  # fmt: skip
     return row["inserted"]
+
+
+async def _record_history_change(conn: asyncpg.Connection, chain: str, *, since: int, clock: int) -> None:
+    """Record that a feed's log changed from `since` on (a record came late), so the projections rebuild.
+
+    Kept with the chains' reorgs: "the log below the indexed point changed after block `since` - 1".
+    """
+    await conn.execute(
+        """INSERT INTO reorgs (chain, ancestor_block, ancestor_hash, orphaned_block, orphaned_hash, depth,
+                               events_removed)
+           VALUES ($1, $2, '', $3, '', $4, 0)""",
+        chain,
+        since - 1,
+        clock,
+        max(clock - since + 1, 0),
+    )
 
 
 async def _refuse(conn: asyncpg.Connection, batch: Batch) -> None:
@@ -198,8 +217,21 @@ async def _refuse(conn: asyncpg.Connection, batch: Batch) -> None:
 
 
 async def rewind(conn: asyncpg.Connection, chain: str, ancestor: BlockRef, orphaned_tip: BlockRef) -> int:
-    """Undo everything above `ancestor` (the last block both branches share), atomically; returns events removed."""
+    """Undo everything above `ancestor` (the last block both branches share), atomically; returns events removed.
+
+    Refused (ReorgBelowClosedEpoch, nothing changed) when `ancestor` lies before the end of a closed reward
+    epoch: closed epochs are final, so their events must not be rewound silently.
+    """
     async with conn.transaction():
+        closed_end = await conn.fetchval(
+            "SELECT extract(epoch FROM max(end_time))::bigint FROM epochs WHERE closed_at IS NOT NULL"
+        )
+        if closed_end is not None and ancestor.time < closed_end:
+            raise ReorgBelowClosedEpoch(
+                f"chain {chain}: a reorg back to block {ancestor.number} (time {ancestor.time}) reaches into "
+                f"a closed reward epoch (ended at {closed_end}); nothing was rewound: the epoch's allocations may be "
+                "wrong, investigate before resuming"
+            )
         removed = await conn.fetchval(
             """WITH gone AS (DELETE FROM events WHERE chain = $1 AND block_number > $2 RETURNING 1)
                SELECT count(*) FROM gone""",

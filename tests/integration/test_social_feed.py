@@ -1,8 +1,9 @@
-"""The social feed source against real Postgres: file and HTTP feeds, restarts, failures."""
+"""The social feed source, driven by the one follow loop, against real Postgres: file and HTTP feeds, failures."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import socket
 import time
@@ -22,6 +23,8 @@ from indexer.config import SocialChain, parse_config
 from indexer.errors import ConfigError
 from indexer.metrics import Metrics
 from indexer.projector.runner import Projector
+from indexer.store.feeds import stored_records
+from indexer.watcher import Watcher
 
 NOW = 1_700_000_000
 STAKERS = [Account.from_key(bytes([i + 11]) * 32) for i in range(3)]
@@ -67,6 +70,25 @@ def write_jsonl(path: Path, records: list, extra_lines: tuple[str, ...] = ()) ->
     path.write_text("\n".join(lines) + "\n")
 
 
+def social(chain: SocialChain, db, **kwargs) -> SocialSource:
+    """The feed's source as the service builds it: it resumes from the records the event log holds."""
+    return SocialSource(chain, load_stored=functools.partial(stored_records, db, chain.name), **kwargs)
+
+
+async def poll_once(source: SocialSource, db, now: int | None = None) -> tuple[int, Counter]:
+    """One poll of the feed through the follow loop, at unix time `now`: (records stored, rejections by reason)."""
+    if now is not None:
+        source.clock = lambda: now
+    stored, rejections = source.accepted_total, source.rejections.copy()
+    await Watcher(source, source.chain, db).run(asyncio.Event(), once=True)
+    return source.accepted_total - stored, source.rejections - rejections
+
+
+async def follow(source: SocialSource, db, stop: asyncio.Event, *, once: bool = False) -> None:
+    """The follow loop on the feed until `stop` (or one poll)."""
+    await Watcher(source, source.chain, db).run(stop, once=once)
+
+
 def feed(url: str, name: str = "social", interval: float = 0.05) -> SocialChain:
     return SocialChain(name=name, kind="social", url=url, poll_interval_seconds=interval)
 
@@ -98,8 +120,8 @@ async def test_file_feed_stores_only_valid_records_once(db, tmp_path):
     path = tmp_path / "feed.jsonl"
     write_jsonl(path, MIXED, extra_lines=("", "this is not json", "   "))
     with capture_logs() as logs:
-        source = SocialSource(feed(str(path)))
-        accepted, rejected = await source.poll_once(db, now=NOW)
+        source = social(feed(str(path)), db)
+        accepted, rejected = await poll_once(source, db, now=NOW)
     assert accepted == 3
     assert rejected == EXPECTED_REJECTIONS + Counter({"malformed": 1})
     assert await rows(db) == expected_rows(VALID)
@@ -118,14 +140,14 @@ async def test_file_feed_stores_only_valid_records_once(db, tmp_path):
 
     # Polling again: nothing new, nothing re-logged, the poll clock moves on.
     with capture_logs() as logs:
-        assert await source.poll_once(db, now=NOW + 5) == (0, Counter())
+        assert await poll_once(source, db, now=NOW + 5) == (0, Counter())
     assert not [e for e in logs if e["event"] == "feed_record_rejected"]
     assert await rows(db) == expected_rows(VALID)
     assert await db.fetchval("SELECT block_number FROM chain_cursors WHERE chain = 'social'") == NOW + 5
 
     # A restart (fresh source) re-reads the whole feed without duplicates; the replay is still caught.
-    restarted = SocialSource(feed(str(path)))
-    accepted, rejected = await restarted.poll_once(db, now=NOW + 6)
+    restarted = social(feed(str(path)), db)
+    accepted, rejected = await poll_once(restarted, db, now=NOW + 6)
     assert accepted == 0
     assert rejected == EXPECTED_REJECTIONS + Counter({"malformed": 1})
     assert await rows(db) == expected_rows(VALID)
@@ -133,10 +155,10 @@ async def test_file_feed_stores_only_valid_records_once(db, tmp_path):
     # An appended valid record lands on the next poll, once; the clock never goes back.
     late = signed(STAKERS[2], points=42, nonce=0, validator="validator-two", issued_at=NOW + 20, deadline=NOW + 60)
     write_jsonl(path, [*MIXED, late], extra_lines=("this is not json",))
-    assert await restarted.poll_once(db, now=NOW + 1) == (1, Counter())
+    assert await poll_once(restarted, db, now=NOW + 1) == (1, Counter())
     assert await rows(db) == expected_rows([*VALID, late])
     assert await db.fetchval("SELECT block_number FROM chain_cursors WHERE chain = 'social'") == NOW + 7
-    assert await restarted.poll_once(db, now=NOW + 8) == (0, Counter())
+    assert await poll_once(restarted, db, now=NOW + 8) == (0, Counter())
     assert await db.fetchval("SELECT count(*) FROM events") == 4
 
 
@@ -144,40 +166,40 @@ async def test_rejected_record_does_not_use_up_its_nonce(db, tmp_path):
     path = tmp_path / "feed.jsonl"
     too_early = signed(STAKERS[0], nonce=9, issued_at=NOW + 1000, deadline=NOW + 5000)
     write_jsonl(path, [too_early])
-    source = SocialSource(feed(str(path)))
-    assert await source.poll_once(db, now=NOW) == (0, Counter({"issued_in_future": 1}))
+    source = social(feed(str(path)), db)
+    assert await poll_once(source, db, now=NOW) == (0, Counter({"issued_in_future": 1}))
     # Time passes: the same record is now acceptable (a transient verdict is judged again).
-    assert await source.poll_once(db, now=NOW + 800) == (1, Counter())
+    assert await poll_once(source, db, now=NOW + 800) == (1, Counter())
     assert [r[0] for r in await rows(db)] == [f"{STAKERS[0].address.lower()}:{9:078d}"]
 
     # A forged record with nonce 10 is rejected; the staker's real nonce 10 is still accepted later.
     write_jsonl(path, [too_early, signed(STAKERS[0], forger=STAKERS[1], nonce=10)])
-    assert await source.poll_once(db, now=NOW + 801) == (0, Counter({"bad_signature": 1}))
+    assert await poll_once(source, db, now=NOW + 801) == (0, Counter({"bad_signature": 1}))
     write_jsonl(path, [too_early, signed(STAKERS[0], forger=STAKERS[1], nonce=10), signed(STAKERS[0], nonce=10)])
-    assert await source.poll_once(db, now=NOW + 802) == (1, Counter())
+    assert await poll_once(source, db, now=NOW + 802) == (1, Counter())
     assert len(await rows(db)) == 2
 
 
 async def test_two_feeds_keep_separate_nonces(db, tmp_path):
     path = tmp_path / "feed.jsonl"
     write_jsonl(path, VALID)
-    first = SocialSource(feed(str(path), name="social"))
-    second = SocialSource(feed(str(path), name="social-b"))
-    assert (await first.poll_once(db, now=NOW))[0] == 3
-    assert (await second.poll_once(db, now=NOW))[0] == 3
+    first = social(feed(str(path), name="social"), db)
+    second = social(feed(str(path), name="social-b"), db)
+    assert (await poll_once(first, db, now=NOW))[0] == 3
+    assert (await poll_once(second, db, now=NOW))[0] == 3
     assert await db.fetchval("SELECT count(*) FROM events WHERE chain = 'social-b'") == 3
 
 
 async def test_missing_file_is_logged_and_retried(db, tmp_path):
     path = tmp_path / "later.jsonl"
     with capture_logs() as logs:
-        source = SocialSource(feed(str(path)))
-        assert await source.poll_once(db, now=NOW) == (0, Counter())
+        source = social(feed(str(path)), db)
+        assert await poll_once(source, db, now=NOW) == (0, Counter())
     assert source.failures == 1 and source.last_error
     assert any(e["event"] == "feed_unavailable" for e in logs)
     assert await db.fetchval("SELECT count(*) FROM chain_cursors") == 0
     write_jsonl(path, VALID)
-    assert await source.poll_once(db, now=NOW) == (3, Counter())
+    assert await poll_once(source, db, now=NOW) == (3, Counter())
     assert source.last_error is None
 
 
@@ -217,18 +239,18 @@ class FeedServer:
 
 async def test_http_feed_gives_the_same_result(db):
     async with FeedServer(MIXED + ["not an object"]) as server:
-        source = SocialSource(feed(server.url))
+        source = social(feed(server.url), db)
         try:
-            accepted, rejected = await source.poll_once(db, now=NOW)
+            accepted, rejected = await poll_once(source, db, now=NOW)
             assert accepted == 3
             assert rejected == EXPECTED_REJECTIONS + Counter({"malformed": 1})
             assert await rows(db) == expected_rows(VALID)
-            assert await source.poll_once(db, now=NOW + 1) == (0, Counter())
+            assert await poll_once(source, db, now=NOW + 1) == (0, Counter())
         finally:
             await source.close()
-        restarted = SocialSource(feed(server.url))
+        restarted = social(feed(server.url), db)
         try:
-            assert (await restarted.poll_once(db, now=NOW + 2))[0] == 0
+            assert (await poll_once(restarted, db, now=NOW + 2))[0] == 0
         finally:
             await restarted.close()
     assert await rows(db) == expected_rows(VALID)
@@ -239,12 +261,12 @@ async def test_http_errors_are_logged_and_the_next_poll_succeeds(db, status):
     async with FeedServer(VALID) as server:
         server.fail, server.status = 2, status
         with capture_logs() as logs:
-            source = SocialSource(feed(server.url))
+            source = social(feed(server.url), db)
             try:
-                assert await source.poll_once(db, now=NOW) == (0, Counter())
+                assert await poll_once(source, db, now=NOW) == (0, Counter())
                 assert f"HTTP {status}" in source.last_error
-                assert await source.poll_once(db, now=NOW + 1) == (0, Counter())
-                assert await source.poll_once(db, now=NOW + 2) == (3, Counter())
+                assert await poll_once(source, db, now=NOW + 1) == (0, Counter())
+                assert await poll_once(source, db, now=NOW + 2) == (3, Counter())
             finally:
                 await source.close()
         assert source.failures == 2 and source.last_error is None
@@ -254,15 +276,15 @@ async def test_http_errors_are_logged_and_the_next_poll_succeeds(db, status):
 
 async def test_http_answer_that_is_not_an_array_is_a_failed_poll(db):
     async with FeedServer(VALID) as server:
-        source = SocialSource(feed(server.url))
+        source = social(feed(server.url), db)
         try:
             server.body = b'{"records": []}'
-            assert await source.poll_once(db, now=NOW) == (0, Counter())
+            assert await poll_once(source, db, now=NOW) == (0, Counter())
             assert "not an array" in source.last_error
             server.body = b"<html>"
-            assert await source.poll_once(db, now=NOW) == (0, Counter())
+            assert await poll_once(source, db, now=NOW) == (0, Counter())
             server.body = None
-            assert (await source.poll_once(db, now=NOW))[0] == 3
+            assert (await poll_once(source, db, now=NOW))[0] == 3
         finally:
             await source.close()
 
@@ -277,8 +299,8 @@ async def test_unreachable_feed_keeps_the_source_running(db):
     port = _closed_port()
     stop = asyncio.Event()
     with capture_logs() as logs:
-        source = SocialSource(feed(f"http://127.0.0.1:{port}/feed", interval=0.05), request_timeout=2)
-        task = asyncio.create_task(source.run(db, stop))
+        source = social(feed(f"http://127.0.0.1:{port}/feed", interval=0.05), db, request_timeout=2)
+        task = asyncio.create_task(follow(source, db, stop))
         try:
             for _ in range(200):
                 if source.failures >= 3:
@@ -313,20 +335,20 @@ async def test_run_once_polls_once(db, tmp_path):
     path = tmp_path / "feed.jsonl"
     wall = int(time.time())
     write_jsonl(path, [signed(k, nonce=1, issued_at=wall - 10, deadline=wall + 3600) for k in STAKERS])
-    source = SocialSource(feed(str(path)))
-    await source.run(db, asyncio.Event(), once=True)
+    source = social(feed(str(path)), db)
+    await follow(source, db, asyncio.Event(), once=True)
     assert source.polls == 1 and source.accepted_total == 3
 
 
 async def test_an_unreadable_feed_shows_as_retrying_in_status_and_recovers(db, tmp_path):
     path = tmp_path / "later.jsonl"
-    source = SocialSource(feed(str(path), name="social"))
+    source = social(feed(str(path), name="social"), db)
     try:
-        await source.run(db, asyncio.Event(), once=True)
+        await follow(source, db, asyncio.Event(), once=True)
         row = await db.fetchrow("SELECT state, error FROM v_indexer_status WHERE chain = 'social'")
         assert row["state"] == "retrying" and row["error"]
         path.write_text("")
-        await source.run(db, asyncio.Event(), once=True)  # the next poll reads it
+        await follow(source, db, asyncio.Event(), once=True)  # the next poll reads it
     finally:
         await source.close()
     assert await db.fetchval("SELECT state FROM v_indexer_status WHERE chain = 'social'") == "ok"
@@ -340,9 +362,9 @@ async def test_rejections_are_counted_by_reason_in_the_metrics(db, tmp_path):
     path = tmp_path / "feed.jsonl"
     write_jsonl(path, MIXED)
     registry = CollectorRegistry()
-    source = SocialSource(feed(str(path)), metrics=Metrics(registry))
+    source = social(feed(str(path)), db, metrics=Metrics(registry))
     try:
-        await source.poll_once(db, now=NOW)
+        await poll_once(source, db, now=NOW)
     finally:
         await source.close()
     counted = {
@@ -366,15 +388,15 @@ async def test_delegations_are_projected_on_the_feed_clock_and_a_late_record_reb
     chain = {"name": "social", "kind": "social", "url": str(path), "settle_seconds": 60, "weight": "2.5"}
     config = parse_config({"chains": [chain]})
     metrics = Metrics(CollectorRegistry())
-    source, projector = SocialSource(config.chains[0], metrics=metrics), Projector(db, config)
+    source, projector = social(config.chains[0], db, metrics=metrics), Projector(db, config)
     one, two = STAKERS[0].address.lower(), STAKERS[1].address.lower()
     late_total = lambda: metrics.registry.get_sample_value("indexer_feed_records_late_total", {"feed": "social"})  # noqa: E731
 
-    await source.poll_once(db, now=NOW)
+    await poll_once(source, db, now=NOW)
     assert await projector.step() == 1  # up to the poll clock less the settle time: only the first record
     assert (await projected(db))["validators"] == [("validator-one", "SOCIAL", 500, Decimal(1250))]
 
-    await source.poll_once(db, now=NOW + 100)
+    await poll_once(source, db, now=NOW + 100)
     assert await projector.step() == 2
     assert await projected(db) == {
         "validators": [("validator-one", "SOCIAL", 300, Decimal(750)), ("validator-two", "SOCIAL", 70, Decimal(175))],
@@ -386,7 +408,7 @@ async def test_delegations_are_projected_on_the_feed_clock_and_a_late_record_reb
     late = signed(STAKERS[1], action="undelegate", points=50, nonce=9, validator="validator-two", issued_at=NOW - 20)
     write_jsonl(path, [*VALID, late])
     with capture_logs() as logs:
-        assert await source.poll_once(db, now=NOW + 200) == (1, Counter())
+        assert await poll_once(source, db, now=NOW + 200) == (1, Counter())
     assert [e["oldest_issued_at"] for e in logs if e["event"] == "feed_records_late"] == [NOW - 20]
     assert late_total() == 1
     assert await projector.step() == 4  # everything again
@@ -398,7 +420,7 @@ async def test_delegations_are_projected_on_the_feed_clock_and_a_late_record_reb
     # a record dated after the folded part but within the settle time is simply folded next
     fresh = signed(STAKERS[2], points=5, nonce=1, validator="validator-two", issued_at=NOW + 180)
     write_jsonl(path, [*VALID, late, fresh])
-    await source.poll_once(db, now=NOW + 250)
+    await poll_once(source, db, now=NOW + 250)
     assert await projector.step() == 1
     assert await db.fetchval("SELECT count(*) FROM reorgs") == 1
     assert late_total() == 1

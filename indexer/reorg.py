@@ -1,0 +1,79 @@
+"""Reorgs: how the follow loop notices that a chain changed under it, finds where, and undoes it.
+
+- **Detect.** Every poll compares the node's block at the cursor's height with the cursor's hash;
+  a range fetched in the kept window must link block to block by parent hash (`links_up`), and
+  its first block to the cursor's block, which the store checks again inside the write.
+- **Find the common ancestor.** The newest remembered block (`recent_blocks`, the newest
+  `max(2 x confirmations, 64)` blocks) that the node still has with the same hash.
+- **Rewind** everything above it in one transaction (events, remembered blocks, the cursor, a row
+  in `reorgs`), unless it reaches into a closed reward epoch: closed epochs are final, so that is
+  a loud stop, as is a reorg deeper than the kept window. The projector sees the new `reorgs` row
+  and rebuilds before anything reads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import asyncpg
+import structlog
+
+from indexer.batch import BlockRef
+from indexer.errors import ReorgBelowClosedEpoch, ReorgTooDeep
+from indexer.store.cursors import load_recent_blocks
+from indexer.store.events import rewind
+
+log = structlog.get_logger(__name__)
+
+
+def links_up(blocks: Sequence[BlockRef], parent: BlockRef | None = None) -> bool:
+    """Whether each of `blocks` (ascending, no gaps) names the one before as parent, the first `parent` (pure)."""
+    previous = parent
+    for block in blocks:
+        if previous is not None and block.parent_hash != previous.hash:
+            return False
+        previous = block
+    return True
+
+
+def common_ancestor(remembered: Sequence[BlockRef], canonical: Mapping[int, BlockRef]) -> BlockRef | None:
+    """The newest remembered block (`remembered` newest first) the node's chain still holds with the same hash."""
+    for block in remembered:
+        found = canonical.get(block.number)
+        if found is not None and found.hash == block.hash:
+            return found
+    return None
+
+
+async def repair(
+    pool: asyncpg.Pool, source: Any, chain: str, cursor: BlockRef, *, window: int, metrics: Any
+) -> BlockRef:
+    """Rewind `chain` to the newest remembered block the node still has; returns the new cursor.
+
+    Raises ReorgTooDeep when no remembered block is on the node's chain any more, and
+    ReorgBelowClosedEpoch (nothing rewound) when the ancestor lies inside a closed reward epoch.
+    """
+    remembered = await load_recent_blocks(pool, chain)
+    ancestor = common_ancestor(remembered, await source.blocks([b.number for b in remembered]))
+    if ancestor is None:
+        oldest = remembered[-1].number if remembered else cursor.number
+        log.error("reorg_too_deep", chain=chain, block=cursor.number, oldest_remembered=oldest)
+        raise ReorgTooDeep(
+            f"chain {chain}: the chain reorganized below block {oldest}, the oldest block hash kept "
+            f"(window {window} blocks); the event log may hold orphaned events: re-index this chain"
+        )
+    depth = cursor.number - ancestor.number
+    try:
+        async with pool.acquire() as conn:
+            removed = await rewind(conn, chain, ancestor, cursor)
+    except ReorgBelowClosedEpoch:
+        log.error("reorg_below_closed_epoch", chain=chain, block=cursor.number, ancestor=ancestor.number)
+        if metrics is not None:
+            metrics.reorg(chain, depth)
+        raise
+    log.warning("reorg_repaired", chain=chain, block=cursor.number, ancestor=ancestor.number, depth=depth,
+                events_removed=removed)  # fmt: skip
+    if metrics is not None:
+        metrics.reorg(chain, depth)
+    return ancestor
