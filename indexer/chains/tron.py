@@ -26,10 +26,10 @@ import structlog
 
 from indexer.batch import Batch, BlockRef
 from indexer.chains.batches import block_batches
+from indexer.chains.common import checked, pool_names_in, unnamed_pools
 from indexer.chains.node_source import NodeSource
 from indexer.config import b58check_decode, redact_url, tron_address
-from indexer.decode.calldata import names_by_hash, pool_names_in_calldata
-from indexer.decode.logs import ChainSpec, LogDecoder, MalformedLog, RpcLog, needs_pool_name
+from indexer.decode.logs import ChainSpec, LogDecoder, MalformedLog, RpcLog
 from indexer.errors import RetryableError, RpcError
 from indexer.events import Event
 
@@ -263,23 +263,23 @@ class TronSource(NodeSource):
 
     async def head(self) -> int:
         """The node's latest block number."""
-        return _checked(block_ref, await self.http.post("/wallet/getnowblock")).number
+        return checked(block_ref, await self.http.post("/wallet/getnowblock")).number
 
     async def solidified(self) -> int:
         """The node's solidified (final) block number: the confirmed height on TRON."""
-        return _checked(block_ref, await self.http.post("/walletsolidity/getnowblock")).number
+        return checked(block_ref, await self.http.post("/walletsolidity/getnowblock")).number
 
     async def poll(self, cursor: int | None) -> tuple[int, BlockRef | None]:
         """The node's head and its block at height `cursor` (None if it has none)."""
         if cursor is None:
             return await self.head(), None
         head, block = await _all([self.head(), self._block(cursor)])
-        return head, None if block is None else _checked(block_ref, block)
+        return head, None if block is None else checked(block_ref, block)
 
     async def blocks(self, numbers: list[int]) -> dict[int, BlockRef]:
         """The node's canonical blocks at these heights (absent where it has none)."""
         answers = await _all([self._block(n) for n in numbers])
-        return {n: _checked(block_ref, b) for n, b in zip(numbers, answers, strict=True) if b is not None}
+        return {n: checked(block_ref, b) for n, b in zip(numbers, answers, strict=True) if b is not None}
 
     async def fetch_logs(self, start: int, last_allowed: int, headers_from: int | None = None) -> FetchedTronLogs:
         """The configured contracts' logs of blocks `start..end`, `end <= last_allowed`, every header checked.
@@ -300,7 +300,7 @@ class TronSource(NodeSource):
         for number, block, info in zip(numbers, blocks, infos, strict=True):
             if block is None:
                 raise RetryableError(f"chain {self.name}: the node lacks block {number} (lagging node?)")
-            ref = _checked(block_ref, block)
+            ref = checked(block_ref, block)
             if ref.number != number:
                 raise RetryableError(f"chain {self.name}: asked for block {number}, the node answered {ref.number}")
             if not isinstance(info, list) or not all(isinstance(i, dict) for i in info):
@@ -353,18 +353,14 @@ class TronSource(NodeSource):
 
     def _learn_pool_names(self, logs: list[RpcLog], block: Mapping[str, Any]) -> dict[str, str]:
         """Names of `string indexed` pools not known yet, from the calldata of the block's calls to our contracts."""
-        wanted: dict[str, set[str]] = {}  # tx id -> contracts whose pool hash is unknown
-        for item in logs:
-            pool_hash = needs_pool_name(item, self.contracts[item["address"]])
-            if pool_hash is not None and pool_hash not in self.pool_names:
-                wanted.setdefault(item["transactionHash"], set()).add(item["address"])
+        wanted = unnamed_pools(logs, self.contracts, self.pool_names)  # tx id -> contracts to read calldata of
         if not wanted:
             return {}
         learnt: dict[str, str] = {}
         for tx_id, calls in calldata_by_tx(block).items():
             for target, data in calls:
                 if target in wanted.get(tx_id, ()):
-                    learnt |= names_by_hash(pool_names_in_calldata(data))
+                    learnt |= pool_names_in(data)
         return learnt
 
 
@@ -383,10 +379,3 @@ def _seconds(value: str | None) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None
-
-
-def _checked(parse: Any, value: Any) -> Any:
-    try:
-        return parse(value)
-    except ValueError as exc:
-        raise RetryableError(str(exc)) from exc
