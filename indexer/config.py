@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import yaml
 from eth_utils import is_checksum_address
@@ -29,30 +29,14 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from indexer.errors import ConfigError
+from indexer.redact import redact_url
 
 CHAIN_KINDS = ("evm", "tron", "social")
 TRON_MAINNET_CHAIN_ID = 728126428
 _B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _HEX = re.compile(r"[0-9a-fA-F]*")
-_KEY_LIKE = re.compile(r"(?=[A-Za-z0-9_-]*[0-9])[A-Za-z0-9_-]{20,}")
 _ENV = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
 _ENV_BODY = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?", re.DOTALL)
-
-
-def redact_url(url: str) -> str:
-    """Return `url` with userinfo, query values and key-like path segments replaced by `***`."""
-    if "://" not in url:  # a file path, or a libpq "key=value" DSN
-        return re.sub(r"(?i)(password\s*=\s*)\S+", r"\1***", url)
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a malformed port
-    except ValueError:
-        return "***"
-    netloc = parts.netloc if "@" not in parts.netloc else "***@" + parts.netloc.rpartition("@")[2]
-    path = "/".join("***" if _KEY_LIKE.fullmatch(seg) else seg for seg in parts.path.split("/"))
-    items = [item.partition("=") for item in parts.query.split("&")] if parts.query else []
-    query = "&".join(f"{k}=***" if v else "***" if _KEY_LIKE.fullmatch(k) else k + sep for k, sep, v in items)
-    return urlunsplit((parts.scheme, netloc, path, query, "***" if parts.fragment else ""))
 
 
 def _redact(name: Any, value: Any) -> Any:

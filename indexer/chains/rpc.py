@@ -18,8 +18,8 @@ import aiohttp
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 from web3 import AsyncHTTPProvider
 
-from indexer.config import redact_url
 from indexer.errors import RpcError
+from indexer.redact import redact_url
 
 Observer = Callable[[str, str, float, str | None], None]  # (method, redacted url, seconds, error kind)
 

@@ -28,10 +28,11 @@ from indexer.batch import Batch, BlockRef
 from indexer.chains.batches import block_batches
 from indexer.chains.common import checked, pool_names_in, unnamed_pools
 from indexer.chains.node_source import NodeSource
-from indexer.config import b58check_decode, redact_url, tron_address
+from indexer.config import b58check_decode, tron_address
 from indexer.decode.logs import ChainSpec, LogDecoder, MalformedLog, RpcLog
 from indexer.errors import RetryableError, RpcError
 from indexer.events import Event
+from indexer.redact import redact_url
 
 API_KEY_HEADER = "TRON-PRO-API-KEY"
 BLOCKS_PER_FETCH = 100  # blocks read per `fetch_logs` call (two requests each)

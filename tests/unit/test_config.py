@@ -18,7 +18,6 @@ from indexer.config import (
     b58check_encode,
     load_config,
     parse_config,
-    redact_url,
     tron_address,
 )
 from indexer.errors import ConfigError
@@ -475,24 +474,6 @@ def test_load_errors_name_the_file(tmp_path):
 
 
 # --- secrets ---------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("url", "expected"),
-    [
-        ("https://user:pass@rpc.example:8443/path", "https://***@rpc.example:8443/path"),
-        ("https://rpc.example/?apikey=abc&chain=1", "https://rpc.example/?apikey=***&chain=***"),
-        ("https://eth-mainnet.g.alchemy.com/v2/Xy9kQ2abcDEF_ghiJKL-mn0p", "https://eth-mainnet.g.alchemy.com/v2/***"),
-        ("wss://mainnet.infura.io/ws/v3/9aa3d95b3bc440fa88ea12eaa4456161", "wss://mainnet.infura.io/ws/v3/***"),
-        ("http://127.0.0.1:8545", "http://127.0.0.1:8545"),
-        ("https://api.trongrid.io/wallet/getnowblock", "https://api.trongrid.io/wallet/getnowblock"),
-        ("https://rpc.example/averyveryverylongpathsegment", "https://rpc.example/averyveryverylongpathsegment"),
-        ("postgresql://indexer:s3cret@db:5432/indexer", "postgresql://***@db:5432/indexer"),
-        ("host=db user=indexer password=s3cret", "host=db user=indexer password=***"),
-    ],
-)
-def test_redact_url_hides_credentials_and_keeps_scheme_host_port(url, expected):
-    assert redact_url(url) == expected
 
 
 def test_repr_and_redacted_never_show_the_api_key_or_rpc_keys():
