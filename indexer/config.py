@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -27,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
+from tronpy import keys
 
 from indexer.errors import ConfigError
 from indexer.redact import redact_url
@@ -48,44 +48,32 @@ def _redact(name: Any, value: Any) -> Any:
     return value
 
 
-def _checksum(payload: bytes) -> bytes:
-    """The first 4 bytes of sha256(sha256(payload))."""
-    return hashlib.sha256(hashlib.sha256(payload).digest()).digest()[:4]
-
-
-def b58check_encode(payload: bytes) -> str:
-    """Encode `payload` plus its double-SHA256 checksum in base58 (Bitcoin alphabet)."""
-    data = payload + _checksum(payload)
-    n, digits = int.from_bytes(data, "big"), []
-    while n:
-        n, r = divmod(n, 58)
-        digits.append(_B58[r])
-    return "1" * (len(data) - len(data.lstrip(b"\0"))) + "".join(reversed(digits))
-
-
-def b58check_decode(text: str) -> bytes:
-    """Decode a base58check string to its payload; ValueError on a bad character or checksum."""
-    n = 0
-    for ch in text:
-        if (digit := _B58.find(ch)) < 0:
-            raise ValueError(f"invalid base58 character {ch!r}")
-        n = n * 58 + digit
-    data = b"\0" * (len(text) - len(text.lstrip("1"))) + n.to_bytes((n.bit_length() + 7) // 8, "big")
-    if len(data) < 4 or _checksum(data[:-4]) != data[-4:]:
-        raise ValueError("bad base58check checksum")
-    return data[:-4]
-
-
 def tron_address(value: str) -> str:
-    """Return the base58 `T...` form of a TRON address given as base58, `41`+40 hex, or 20-byte hex (logs)."""
+    """Return the base58 `T...` form of a TRON address given as base58, `41`+40 hex, or 20-byte hex (logs).
+
+    ValueError says what is wrong: an invalid base58 character, a bad checksum, or not
+    21 bytes starting with 0x41 (the TRON version byte).
+    """
     text = value.removeprefix("0x")
     if len(text) in (40, 42) and _HEX.fullmatch(text):
-        raw = bytes.fromhex(text if len(text) == 42 else "41" + text)
+        hex41 = text if len(text) == 42 else "41" + text
+    elif (bad := next((ch for ch in value if ch not in _B58), None)) is not None:
+        raise ValueError(f"invalid base58 character {bad!r}")
+    elif value.startswith("T") and len(value) == 34:  # the one base58 shape of 0x41 + 20 bytes
+        try:
+            hex41 = keys.to_hex_address(value)
+        except ValueError:  # tronpy's BadAddress; every character is base58, so the checksum is wrong
+            raise ValueError("bad base58check checksum") from None
     else:
-        raw = b58check_decode(value)
-    if len(raw) != 21 or raw[0] != 0x41:
+        hex41 = ""
+    if not keys.is_hex_address(hex41):
         raise ValueError("not a TRON address (needs 21 bytes starting with 0x41)")
-    return b58check_encode(raw)
+    return keys.to_base58check_address(hex41)
+
+
+def tron_evm_address(value: str) -> str:
+    """The `0x` + 20-byte hex form (as in EVM logs and Merkle leaves) of a TRON address `tron_address` accepts."""
+    return "0x" + keys.to_tvm_address(tron_address(value)).hex()
 
 
 def _fail_at(reason: str, *subpath: str | int) -> None:

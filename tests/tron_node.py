@@ -19,8 +19,7 @@ from typing import Any
 from aiohttp import web
 from eth_abi import encode as abi_encode
 from eth_utils import keccak
-
-from indexer.config import b58check_decode, b58check_encode
+from tronpy import keys
 
 GENESIS_TIME_MS = 1_700_000_000_000
 BLOCK_INTERVAL_MS = 3_000
@@ -29,13 +28,13 @@ BLOCK_INTERVAL_MS = 3_000
 def hex41(address: str) -> str:
     """A TRON address (base58 or 41-hex) as 41 + 40 hex."""
     if address.startswith("T"):
-        return b58check_decode(address).hex()
+        return keys.to_hex_address(address)
     text = address.lower().removeprefix("0x")
     return text if len(text) == 42 else "41" + text
 
 
 def base58(address: str) -> str:
-    return b58check_encode(bytes.fromhex(hex41(address)))
+    return keys.to_base58check_address(hex41(address))
 
 
 def random_address(seed: str) -> str:

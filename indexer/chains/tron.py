@@ -28,7 +28,7 @@ from indexer.batch import Batch, BlockRef
 from indexer.chains.batches import block_batches
 from indexer.chains.common import checked, pool_names_in, unnamed_pools
 from indexer.chains.node_source import NodeSource
-from indexer.config import b58check_decode, tron_address
+from indexer.config import tron_address, tron_evm_address
 from indexer.decode.logs import ChainSpec, LogDecoder, MalformedLog, RpcLog
 from indexer.errors import RetryableError, RpcError
 from indexer.events import Event
@@ -48,11 +48,6 @@ class _RateLimited(_Transport):
     def __init__(self, message: str, retry_after: float | None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
-
-
-def hex_address(address: str) -> str:
-    """The `0x` + 20-byte hex form (as in EVM logs) of a TRON address given in any accepted spelling."""
-    return "0x" + b58check_decode(tron_address(address))[1:].hex()
 
 
 def block_ref(block: Mapping[str, Any]) -> BlockRef:
@@ -255,7 +250,7 @@ class TronSource(NodeSource):
             chain.name, chain.rpc, api_key=chain.api_key, timeout=chain.request_timeout_seconds
         )
         self.spec = ChainSpec(chain.name, chain.chain_id)
-        self.contracts = {hex_address(c.address): c for c in chain.contracts}  # 0x hex20 -> contract
+        self.contracts = {tron_evm_address(c.address): c for c in chain.contracts}  # 0x hex20 -> contract
         self.decoders = {address: LogDecoder(c, self.spec) for address, c in self.contracts.items()}
         self.pool_names: dict[str, str] = dict(pool_names or {})
         self.blocks_per_fetch = max(1, min(BLOCKS_PER_FETCH, chain.max_block_range))

@@ -19,7 +19,7 @@ from itertools import groupby
 
 import asyncpg
 
-from indexer.config import b58check_decode
+from indexer.config import tron_evm_address
 from indexer.epochs import merkle
 from indexer.epochs.split import AssetWeight, split_reward, stake_seconds, weighted_shares
 from indexer.epochs.windows import EpochSchedule
@@ -120,11 +120,9 @@ def leaf_address(staker: str) -> str:
     """The 20-byte address of a staker for its leaf: EVM hex as is, TRON base58 by its body."""
     if staker.startswith("T"):
         try:
-            raw = b58check_decode(staker)
+            return tron_evm_address(staker)
         except ValueError:
-            raw = b""
-        if len(raw) == 21 and raw[0] == 0x41:
-            return "0x" + raw[1:].hex()
+            pass  # not a TRON address: refused below
     digits = staker[2:] if staker[:2].lower() == "0x" else ""
     if len(digits) != 40:
         raise EpochError(f"staker {staker!r} is not a 20-byte address: it cannot be a Merkle leaf")

@@ -4,21 +4,22 @@ import copy
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import base58  # the base58 library tronpy itself uses
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
+from tronpy import keys
 
 from indexer.config import (
     TRON_MAINNET_CHAIN_ID,
     Config,
     EvmChain,
     TronChain,
-    b58check_decode,
-    b58check_encode,
     load_config,
     parse_config,
     tron_address,
+    tron_evm_address,
 )
 from indexer.errors import ConfigError
 
@@ -26,6 +27,9 @@ CHECKSUMMED = "0xdAC17F958D2ee523a2206206994597C13D831ec7"  # USDT on Ethereum, 
 BAD_CHECKSUM = "0xdAC17F958D2ee523a2206206994597c13D831ec7"  # one letter's case flipped (C -> c)
 TRON_DOCS = ("TLa2f6VPqDgRE67v1736s7bJ8Ray5wYjU7", "4174472e7d35395a6b5add427eecb7f4b62ad2b071")
 TRON_USDT = ("TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t", "41a614f803b6fd780986a42c78ec9c7f77e6ded13c")
+TRON_USDC = ("TEkxiTehnzSmSe2XqrBj4w32RUN966rdz8", "413487b63d30b5b2c87fb7ffa8bcfade38eaac1abe")
+TRON_WTRX = ("TNUC9Qb1rRpS5CbWLmNMxXBjyFoydXjWFR", "41891cdb91d149f23b1a45d9c5ca78a88d0cb44c18")
+TRON_ZERO = ("T9yD14Nj9j7xAB4dbGeiX9h8unkKHxuWwb", "41" + "00" * 20)  # the black-hole address
 
 # SPEC section 8, verbatim except the placeholder "0x..." address.
 SPEC_EXAMPLE = """\
@@ -488,41 +492,59 @@ def test_repr_and_redacted_never_show_the_api_key_or_rpc_keys():
     assert config.redacted()["chains"][0]["rpc"] == ["https://eth-mainnet.g.alchemy.com/v2/***"]
 
 
-# --- base58check and TRON addresses ----------------------------------------------------------------
+# --- TRON addresses (tronpy.keys) ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("b58", "hex_"), [TRON_DOCS, TRON_USDT])
-def test_tron_base58check_published_vectors_both_ways(b58, hex_):
-    assert b58check_decode(b58).hex() == hex_
-    assert b58check_encode(bytes.fromhex(hex_)) == b58
-    assert tron_address(hex_) == tron_address(b58) == b58
+@pytest.mark.parametrize(("b58", "hex_"), [TRON_DOCS, TRON_USDT, TRON_USDC, TRON_WTRX, TRON_ZERO])
+def test_tron_addresses_published_vectors_every_spelling(b58, hex_):
+    assert tron_address(b58) == tron_address(hex_) == tron_address("0x" + hex_) == b58
+    assert tron_address(hex_[2:]) == tron_address("0x" + hex_[2:]) == b58  # 20-byte form of event logs
+    assert tron_address(hex_.upper()) == b58
+    assert tron_evm_address(b58) == tron_evm_address(hex_) == "0x" + hex_[2:]
 
 
-def test_base58check_rejects_a_changed_character_and_foreign_characters():
-    with pytest.raises(ValueError, match="checksum"):
-        b58check_decode(TRON_USDT[0][:-1] + "u")
-    with pytest.raises(ValueError, match="invalid base58 character"):
-        b58check_decode("T0" + TRON_USDT[0][2:])
+def test_tron_address_rejects_a_changed_character_and_foreign_characters():
+    with pytest.raises(ValueError, match="^bad base58check checksum$"):
+        tron_address(TRON_USDT[0][:-1] + "u")
+    with pytest.raises(ValueError, match="^invalid base58 character '0'$"):
+        tron_address("T0" + TRON_USDT[0][2:])
+    with pytest.raises(ValueError, match="^invalid base58 character ' '$"):
+        tron_address(TRON_USDT[0] + " ")
 
 
-def test_tron_address_requires_the_0x41_version_byte():
-    with pytest.raises(ValueError, match="not a TRON address"):
-        tron_address(b58check_encode(b"\x00" + bytes(range(20))))  # valid base58check, Bitcoin-style version
-    with pytest.raises(ValueError, match="not a TRON address"):
-        tron_address("42" + TRON_USDT[1][2:])
+@pytest.mark.parametrize(
+    "address",
+    [
+        base58.b58encode_check(b"\x00" + bytes(range(20))).decode(),  # valid base58check, Bitcoin-style version
+        "T9yD14Nj9j7xAB4dbGeiX9h8unkKB9nv2z",  # valid base58check T... of 0x40 + ff * 20: tronpy alone takes it
+        "TZJozAg1ruapycCicgz31GxvYJ1G1qELV7",  # likewise 0x42 + 00 * 20
+        "42" + TRON_USDT[1][2:],
+        "0x42" + TRON_USDT[1][2:],
+        TRON_USDT[0][:-1],  # truncated
+        "",
+    ],
+)
+def test_tron_address_requires_21_bytes_with_the_0x41_version_byte(address):
+    with pytest.raises(ValueError, match=r"^not a TRON address \(needs 21 bytes starting with 0x41\)$"):
+        tron_address(address)
 
 
 @given(st.binary(min_size=20, max_size=20))
-def test_base58check_round_trips_tron_payloads(body):
-    payload = b"\x41" + body
-    encoded = b58check_encode(payload)
+def test_tron_address_spellings_of_any_20_bytes_agree_and_round_trip(body):
+    encoded = tron_address(body.hex())
     assert encoded.startswith("T") and len(encoded) == 34
-    assert b58check_decode(encoded) == payload
+    assert tron_address("41" + body.hex()) == tron_address("0x" + body.hex()) == tron_address(encoded) == encoded
+    assert tron_evm_address(encoded) == "0x" + body.hex()
+    assert keys.to_hex_address(encoded) == "41" + body.hex()  # tronpy's own decoding agrees
 
 
-@given(st.binary(max_size=40))
-def test_base58check_round_trips_any_payload_including_leading_zeros(payload):
-    assert b58check_decode(b58check_encode(payload)) == payload
+@given(st.binary(min_size=20, max_size=20), st.integers(0, 33), st.sampled_from(base58.BITCOIN_ALPHABET.decode()))
+def test_tron_address_refuses_any_one_character_changed(body, position, char):
+    encoded = tron_address(body.hex())
+    changed = encoded[:position] + char + encoded[position + 1 :]
+    if changed != encoded:
+        with pytest.raises(ValueError):
+            tron_address(changed)
 
 
 def test_config_module_has_no_global_state_between_loads(tmp_path):
