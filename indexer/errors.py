@@ -24,10 +24,6 @@ class RpcError(RetryableError):
     """Every RPC URL of a chain failed for now: check the node URLs and their health."""
 
 
-class RangeTooLargeError(RetryableError):
-    """The node refused a log range as too large: the source retries with a smaller range."""
-
-
 class ReorgDetected(RetryableError):
     """The chain reorganized under the indexer: it rewinds to the common ancestor and indexes the new branch."""
 
