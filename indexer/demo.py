@@ -1,4 +1,7 @@
-"""`indexer demo`: a local anvil with the project's contracts, realistic staking traffic, indexed and summarised."""
+"""`indexer demo`: a local anvil with the project's contracts, realistic staking traffic, indexed and summarised.
+
+What it reads back comes from `indexer.store.summary` and `indexer.store.health`.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 from indexer.errors import ConfigError, IndexerError
 from indexer.localchain import Anvil, Driver, deploy_all, realistic_mix
 from indexer.service import index_chains, open_database
+from indexer.store import health, summary
+from indexer.store.cursors import forget_chain
 from indexer.verify import verify
 
 DEMO_CHAIN_ID = 31337
@@ -47,7 +52,7 @@ async def run_demo(config, *, seed: int = 7) -> int:
         local = chain.model_copy(update={"rpc": (node.url,)})
         demo_config = config.model_copy(update={"chains": (local,)})
         async with open_database(config) as pool:
-            await _forget_chain(pool, chain.name)
+            await forget_chain(pool, chain.name)  # the demo chain is new at every run: drop an earlier demo's
             started = time.perf_counter()
             await index_chains(demo_config, pool, asyncio.Event(), once=True)
             elapsed = time.perf_counter() - started
@@ -67,29 +72,16 @@ def _check_addresses(chain, deployed: list[dict]) -> None:
         raise IndexerError(f"chain {chain.name}: the demo deployment does not match the config: " + "; ".join(wrong))
 
 
-async def _forget_chain(pool, chain: str) -> None:
-    """The demo chain is new at every run: drop what an earlier demo indexed of it."""
-    async with pool.acquire() as conn, conn.transaction():
-        for table in ("events", "chain_cursors", "recent_blocks"):
-            await conn.execute(f"DELETE FROM {table} WHERE chain = $1", chain)
-
-
 async def _print_summary(pool, chain, demo_config, elapsed: float) -> None:
     names = {c.address: c for c in chain.contracts}
-    rows = await pool.fetch(
-        "SELECT contract, event_type, count(*) AS n FROM events WHERE chain = $1 GROUP BY 1, 2 ORDER BY 1, 2",
-        chain.name,
-    )
-    total = sum(r["n"] for r in rows)
-    status = await pool.fetchrow("SELECT * FROM v_indexer_status WHERE chain = $1", chain.name)
+    counts = await summary.event_counts(pool, chain.name)
+    total = sum(n for _, _, n in counts)
+    status = (await health.chain_status(pool, chain.name))[0]
     print(f"\nindexed {total} events up to block {status['indexed_block']} in {elapsed:.2f} s")
     print(f"\n{'contract':<14}{'event':<18}{'count':>7}")
-    for r in sorted(rows, key=lambda r: (names[r["contract"]].name, r["event_type"])):
-        print(f"{names[r['contract']].name:<14}{r['event_type']:<18}{r['n']:>7}")
-    points = await pool.fetch(
-        """SELECT v.validator, v.asset, v.amount, v.points, a.decimals
-             FROM v_validator_points v JOIN assets a USING (asset) ORDER BY v.points DESC, v.validator, v.asset"""
-    )
+    for contract, event_type, n in sorted(counts, key=lambda c: (names[c[0]].name, c[1])):
+        print(f"{names[contract].name:<14}{event_type:<18}{n:>7}")
+    points = await summary.validator_points(pool)
     print(f"\n{'validator':<44}{'staked':>28}{'points':>14}")
     for r in points:
         amount = Decimal(r["amount"]).scaleb(-r["decimals"]).normalize()

@@ -1,10 +1,10 @@
 """The operator's HTTP endpoints: `/metrics` (Prometheus), `/healthz` (alive) and `/readyz` (doing its job).
 
-`/readyz` answers 200 when the database answers `SELECT 1` within a short
-timeout and every watched chain's cursor was updated (by whichever process owns
-the chain) within `stall_intervals` of its poll interval; else 503 with a JSON
-body naming each failing check. Bodies never carry a DSN, URL or error text
-from a driver: only error types and numbers.
+`/readyz` answers 200 when the database answers within a short timeout and every
+watched chain's cursor was updated (by whichever process owns the chain) within
+`stall_intervals` of its poll interval; else 503 with a JSON body naming each
+failing check. Bodies never carry a DSN, URL or error text from a driver: only
+error types and numbers. What they read is in `indexer.store.health`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from indexer.metrics import Metrics
+from indexer.store import health
 
 log = structlog.get_logger(__name__)
 
@@ -100,13 +101,7 @@ class HttpServer:
         chains: dict[str, str] = {}
         try:
             async with asyncio.timeout(self.db_timeout):
-                async with self.pool.acquire() as conn:
-                    await conn.fetchval("SELECT 1")
-                    rows = await conn.fetch(
-                        "SELECT chain, extract(epoch FROM now() - updated_at)::float8 AS age"
-                        " FROM chain_cursors WHERE chain = ANY($1::text[])",
-                        list(self.limits),
-                    )
+                ages = await health.cursor_ages(self.pool, self.limits)
         except TimeoutError:
             database = f"unreachable: no answer within {self.db_timeout:g} s"
         except Exception as exc:  # noqa: BLE001 - whatever stops the database answering makes us not ready
@@ -115,7 +110,6 @@ class HttpServer:
             database = "ok"
         if database != "ok":
             return {"database": database, "chains": {name: "unknown: database unreachable" for name in self.limits}}
-        ages = {r["chain"]: r["age"] for r in rows}
         waited = time.monotonic() - self.started
         for name, limit in self.limits.items():
             age = ages.get(name)
@@ -126,21 +120,3 @@ class HttpServer:
             else:
                 chains[name] = "ok"
         return {"database": database, "chains": chains}
-
-
-async def serve(
-    host: str,
-    port: int,
-    metrics: Metrics,
-    pool: asyncpg.Pool,
-    chains: Iterable[WatchedChain],
-    stop: asyncio.Event,
-    **options: Any,
-) -> None:
-    """Serve the endpoints on `host:port` until `stop` is set."""
-    server = HttpServer(metrics, pool, chains, **options)
-    await server.start(host, port)
-    try:
-        await stop.wait()
-    finally:
-        await server.stop()

@@ -5,10 +5,13 @@ Names carry the `indexer_` prefix, counters end in `_total`, durations in
 
 - counters and histograms (events ingested, RPC calls, reorgs, ...) count what
   *this process* did since it started; Prometheus' `rate()` handles restarts.
-- the per-chain gauges (head, indexed and confirmed block, lag) and projector
-  lag are re-read from the database by `refresh_from_db` before each scrape, so
-  they say what the database holds whichever process wrote it, and survive
-  restarts. Between scrapes the watchers also set them as they go.
+- the per-chain gauges (head, indexed and confirmed block, lag), projector lag
+  and `indexer_epochs_closed_total` are re-read from the database by
+  `refresh_from_db` before each scrape (`indexer.store.health`), so they say
+  what the database holds whichever process wrote it, and survive restarts.
+  Between scrapes the watchers also set the per-chain gauges as they go. Epochs
+  are closed by `indexer epochs close`, another process: the counter is the
+  database's count of closed epochs, which only grows (a close is final).
 """
 
 from __future__ import annotations
@@ -16,15 +19,17 @@ from __future__ import annotations
 import asyncio
 import platform
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily
 
 from indexer import __version__
+from indexer.store import health
 
 log = structlog.get_logger(__name__)
 
@@ -32,24 +37,26 @@ RPC_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 
 LOG_RANGE_BUCKETS = (1, 10, 100, 500, 1_000, 2_000, 5_000, 10_000, 50_000, 100_000)
 REORG_DEPTH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 32, 64, 128, 256)
 
-# One row per chain cursor; lag in seconds is 0 once the indexed block is the node's head.
-_STATUS_SQL = """
-SELECT chain, head_block, indexed_block, confirmed_block, lag_blocks, unresolved_pools,
-       extract(epoch FROM updated_at)::float8 AS updated_at,
-       CASE WHEN indexed_block >= head_block THEN 0
-            ELSE greatest(extract(epoch FROM now() - indexed_block_time), 0) END::float8 AS lag_seconds
-  FROM v_indexer_status
-"""
-# How far the projector's frontier trails the newest block time it may fold (the smallest
-# confirmed block time over the chains it projects; $1 NULL: every chain with a cursor).
-_PROJECTOR_SQL = """
-SELECT p.frontier_time,
-       (SELECT min(f.confirmed_time) FROM v_chain_frontier f
-         WHERE $1::text[] IS NULL OR f.chain = ANY($1::text[])) AS foldable_time
-  FROM projector_state p
-"""
-
 Observer = Callable[[str, str, float, str | None], None]
+
+
+class DatabaseCounter:
+    """A counter whose value is a count the database keeps (read at each scrape), not one this process made."""
+
+    def __init__(self, name: str, documentation: str, registry: CollectorRegistry) -> None:
+        self.name, self.documentation = name, documentation
+        self.value = 0
+        registry.register(self)
+
+    def set(self, value: int) -> None:
+        """The count as last read from the database."""
+        self.value = value
+
+    def describe(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(self.name, self.documentation)
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(self.name, self.documentation, value=self.value)
 
 
 class Metrics:
@@ -118,7 +125,7 @@ class Metrics:
         self.projector_frontier = Gauge(
             "indexer_projector_frontier_timestamp_seconds", "Block time up to which events are folded", registry=r
         )
-        self.epochs_closed = Counter("indexer_epochs_closed_total", "Reward epochs closed", registry=r)
+        self.epochs_closed = DatabaseCounter("indexer_epochs_closed_total", "Reward epochs closed", r)
         self.feed_records_rejected = Counter(
             "indexer_feed_records_rejected_total", "Feed records refused, by reason", ["feed", "reason"], registry=r
         )
@@ -185,9 +192,6 @@ class Metrics:
         self.reorgs.labels(chain).inc()
         self.reorg_depth.labels(chain).observe(depth)
 
-    def epoch_closed(self) -> None:
-        self.epochs_closed.inc()
-
     def feed_rejected(self, feed: str, reason: str) -> None:
         """A record of feed `feed` was refused; `reason` is a short fixed word (not the record's text)."""
         self.feed_records_rejected.labels(feed, reason).inc()
@@ -205,33 +209,33 @@ class Metrics:
     async def refresh_from_db(
         self, pool: asyncpg.Pool, *, projected_chains: Sequence[str] | None = None, timeout: float = 2.0
     ) -> bool:
-        """Set the per-chain gauges and projector lag from the database; False (and database_up 0) if it failed.
+        """Re-read the database-backed values (see `apply_reading`); False (and database_up 0) if it failed.
 
         `projected_chains`: the chains the projector folds (None: every chain with a cursor). The series of
         chains that have no cursor any more are dropped. On failure the last values stay.
         """
         try:
             async with asyncio.timeout(timeout):
-                async with pool.acquire() as conn:
-                    rows = await conn.fetch(_STATUS_SQL)
-                    projector = await conn.fetchrow(
-                        _PROJECTOR_SQL, None if projected_chains is None else list(projected_chains)
-                    )
+                reading = await health.read(pool, projected_chains)
         except Exception as exc:  # noqa: BLE001 - a scrape still serves the process's own counters
             self.database_up.set(0)
             detail = str(exc)[:200] if isinstance(exc, asyncpg.PostgresError) else ""  # server messages hold no DSN
             log.warning("metrics_refresh_failed", error=type(exc).__name__, detail=detail)
             return False
-        # No await from here on: a scrape never sees a half-refreshed registry.
         self.database_up.set(1)
-        self.apply_status(rows)
-        if projector is not None and projector["frontier_time"] is not None:
-            self.projector_frontier.set(projector["frontier_time"])
-            if projector["foldable_time"] is not None:
-                self.projector_lag.set(max(projector["foldable_time"] - projector["frontier_time"], 0))
+        self.apply_reading(reading)
         return True
 
-    def apply_status(self, rows: list[Mapping[str, Any]]) -> None:
+    def apply_reading(self, reading: health.Reading) -> None:
+        """Set the database-backed values from one reading (no await: a scrape never sees half of it)."""
+        self.apply_status(reading.chains)
+        if reading.frontier_time is not None:
+            self.projector_frontier.set(reading.frontier_time)
+            if reading.foldable_time is not None:
+                self.projector_lag.set(max(reading.foldable_time - reading.frontier_time, 0))
+        self.epochs_closed.set(reading.epochs_closed)
+
+    def apply_status(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Replace the per-chain gauges with rows shaped like `v_indexer_status` (plus lag_seconds, updated_at)."""
         gauges = {
             "head_block": self.head_block,

@@ -1,8 +1,9 @@
-"""`indexer status`: the per-chain table of v_indexer_status."""
+"""`indexer status`: the per-chain table of v_indexer_status (read by `indexer.store.health`)."""
 
 from __future__ import annotations
 
 from indexer.service import open_database
+from indexer.store import health
 
 
 def _cell(value) -> str:
@@ -12,7 +13,7 @@ def _cell(value) -> str:
 async def print_status(config) -> int:
     """Print one line per configured chain (and any other the database knows); exit 1 if one has failed."""
     async with open_database(config) as pool:
-        rows = {r["chain"]: r for r in await pool.fetch("SELECT * FROM v_indexer_status ORDER BY chain")}
+        rows = {r["chain"]: r for r in await health.chain_status(pool)}
     header = ("chain", "state", "head", "indexed", "confirmed", "lag", "unresolved_pools", "updated_at", "error")
     lines = [header]
     for name in sorted({c.name for c in config.chains} | rows.keys()):

@@ -1,4 +1,5 @@
-"""Reading where each chain stands: its cursor, its recent block hashes, the known pool names."""
+"""Where each chain stands: its cursor, its recent block hashes, its contracts and health, the known pool names;
+and forgetting a chain altogether."""
 
 from __future__ import annotations
 
@@ -97,3 +98,10 @@ async def record_owner(conn: asyncpg.Connection | asyncpg.Pool, chain: str, owne
         chain,
         owner,
     )
+
+
+async def forget_chain(pool: asyncpg.Pool, chain: str) -> None:
+    """Drop everything indexed of `chain` (its events, cursor and block hashes) in one transaction."""
+    async with pool.acquire() as conn, conn.transaction():
+        for table in ("events", "chain_cursors", "recent_blocks"):
+            await conn.execute(f"DELETE FROM {table} WHERE chain = $1", chain)

@@ -7,10 +7,13 @@ from datetime import UTC, datetime
 
 import asyncpg
 import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 
 from indexer.config import parse_config
 from indexer.epochs.close import EpochError, add_reward, close_epoch, proof
 from indexer.localchain import artifacts
+from indexer.metrics import Metrics
 from indexer.service import index_chains
 from tests.integration.conftest import chain_config
 
@@ -122,6 +125,39 @@ async def test_close_splits_by_time_weighted_stake_and_proofs_verify_on_chain(ep
     assert checked == 4
     assert (await proof(db, 0, c))["leaves"] == []
     assert (await proof(db, 0, VALIDATOR))["leaves"] == []  # commission is not in the tree
+
+
+async def test_epochs_closed_metric_is_the_count_of_closes_in_the_database(epochs_db, driver, deployment, anvil):
+    """Epochs are closed by `indexer epochs close`, not by the serving process: its scrape reads the count."""
+    db = epochs_db
+    genesis = (await driver.w3.eth.get_block("latest"))["timestamp"] + 100
+    config = parse_config({
+        "epochs": {"genesis": datetime.fromtimestamp(genesis, UTC).isoformat(), "length_seconds": LENGTH},
+        "validators": [{"id": VALIDATOR}],
+        "chains": [chain_config(deployment, [anvil.url], confirmations=0)],
+    })  # fmt: skip
+    metrics = Metrics(CollectorRegistry())
+
+    async def closed_total() -> float:
+        assert await metrics.refresh_from_db(db)
+        text = metrics.exposition().decode()
+        samples = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+        return samples["indexer_epochs_closed_total"]
+
+    assert await closed_total() == 0
+    await at(driver, genesis + 10)
+    await driver.stake("native_v1", driver.accounts[1], VALIDATOR, 100 * TOKEN)
+    await at(driver, genesis + 2 * LENGTH + 10)
+    await driver.mine(1)
+    await index_chains(config, db, asyncio.Event(), once=True)
+    await add_reward(db, config, 0, VALIDATOR, "KLY", 1000)
+    assert await closed_total() == 0  # a reward opens the epoch; it is not closed yet
+    assert not (await close_epoch(db, config, 0)).already_closed
+    assert await closed_total() == 1
+    assert (await close_epoch(db, config, 0)).already_closed
+    assert await closed_total() == 1  # closing again closes nothing
+    assert (await close_epoch(db, config, 1)).root is None  # no rewards: closed all the same
+    assert await closed_total() == 2
 
 
 async def test_a_chain_not_indexed_yet_blocks_the_close(epochs_db, deployment, anvil):

@@ -16,6 +16,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from indexer.metrics import Metrics
+from indexer.store.health import Reading
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -74,7 +75,7 @@ def exported_series() -> tuple[set[str], dict[str, set[str]], dict[str, set[str]
     metrics.batch_indexed("c", 10, 12, 8, {"stake": 1}, block_time=1, now=2)
     metrics.log_range_fetched("c", 100)
     metrics.reorg("c", 3)
-    metrics.epoch_closed()
+    metrics.apply_reading(Reading(chains=(), frontier_time=None, foldable_time=None, epochs_closed=1))
     metrics.feed_rejected("f", "malformed")
 
     suffixes = {

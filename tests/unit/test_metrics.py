@@ -8,6 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from indexer import __version__
 from indexer.metrics import LOG_RANGE_BUCKETS, REORG_DEPTH_BUCKETS, RPC_SECONDS_BUCKETS, Metrics
+from indexer.store.health import Reading
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -77,7 +78,7 @@ def test_counters_end_in_total_and_durations_in_seconds(metrics: Metrics) -> Non
     metrics.reorg("c", 2)
     metrics.feed_rejected("social", "duplicate")
     metrics.feed_late("social", 2)
-    metrics.epoch_closed()
+    metrics.apply_reading(Reading(chains=(), frontier_time=None, foldable_time=None, epochs_closed=1))
     for family in text_string_to_metric_families(metrics.exposition().decode()):
         names = {s.name for s in family.samples}
         if family.type == "counter":
@@ -209,14 +210,19 @@ def test_event_type_enums_become_their_value() -> None:
     assert value(metrics, "indexer_events_ingested_total", chain="c", type="unstake_request") == 2
 
 
-def test_feed_rejections_by_reason_and_epoch_closes(metrics: Metrics) -> None:
+def test_feed_rejections_by_reason(metrics: Metrics) -> None:
     metrics.feed_rejected("social", "bad_signature")
     metrics.feed_rejected("social", "bad_signature")
     metrics.feed_rejected("social", "unknown_validator")
-    metrics.epoch_closed()
     assert value(metrics, "indexer_feed_records_rejected_total", feed="social", reason="bad_signature") == 2
     assert value(metrics, "indexer_feed_records_rejected_total", feed="social", reason="unknown_validator") == 1
-    assert value(metrics, "indexer_epochs_closed_total") == 1
+
+
+def test_epochs_closed_is_the_count_the_database_read_gave(metrics: Metrics) -> None:
+    assert value(metrics, "indexer_epochs_closed_total") == 0  # exported before the first read
+    metrics.apply_reading(Reading(chains=(), frontier_time=None, foldable_time=None, epochs_closed=3))
+    assert value(metrics, "indexer_epochs_closed_total") == 3
+    assert families(metrics)["indexer_epochs_closed"] == "counter"
 
 
 def test_build_info_and_process_start_time(metrics: Metrics) -> None:
