@@ -1,10 +1,10 @@
 """Which process runs what: one Postgres advisory lock per chain, and one for the projector.
 
 Several `indexer run` processes may share a database. Each chain is indexed by the
-process holding its lock; the lock lives on a dedicated connection, so when a process
-dies its connection goes and the lock with it, and another process, retrying every poll
-interval, takes the chain over. The cursor guard in the store stays the last line of
-defence should two writers ever meet.
+process holding its lock; the lock lives on a dedicated connection (`indexer.store.ownership`),
+so when a process dies its connection goes and the lock with it, and another process,
+retrying every poll interval, takes the chain over. The cursor guard in the store stays the
+last line of defence should two writers ever meet.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ import socket
 from collections.abc import AsyncIterator
 
 import asyncpg
+
+from indexer.clock import sleep_unless
+from indexer.store.ownership import hold
 
 
 def lock_key(name: str) -> int:
@@ -36,19 +39,15 @@ async def owned(
 ) -> AsyncIterator[bool]:
     """Hold the lock `name` while inside; with `wait`, retry until it is free or `stop` is set. Yields whether held."""
     key = lock_key(name)
-    conn = await pool.acquire()
-    held = False
-    try:
-        while True:
-            held = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
-            if held or not wait or stop.is_set():
-                break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=retry_seconds)
-        yield held
-    finally:
-        if held:
-            with contextlib.suppress(Exception):
-                await conn.execute("SELECT pg_advisory_unlock($1)", key)
-        with contextlib.suppress(Exception):
-            await pool.release(conn)
+    async with hold(pool) as locks:
+        held = False
+        try:
+            while True:
+                held = await locks.acquire(key)
+                if held or not wait or stop.is_set():
+                    break
+                await sleep_unless(stop, retry_seconds)
+            yield held
+        finally:
+            if held:
+                await locks.release(key)
