@@ -3,7 +3,8 @@
 Each staker's staked amount of the program's asset is its total position over all
 validators (as the projector defines positions), replayed from the event log; the day's
 stake changes, the operator-filled activity points and USD price feed the pure simulator.
-The days computed are rewritten as a whole, so computing again gives the same rows.
+The days computed are rewritten as a whole, so computing again gives the same rows; the
+reads and the write are `indexer.store.points` and `indexer.store.epochs`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from indexer.errors import ConfigError, IndexerError
 from indexer.points.loyalty import DayInput, LoyaltyProgram, simulate
 from indexer.projector.runner import asset_weights
 from indexer.store import epochs as epoch_store
+from indexer.store import points as points_store
 
 DAY = 86_400
 
@@ -95,14 +97,10 @@ async def compute_points(pool: asyncpg.Pool, config, through: date) -> int:
     events = await epoch_store.events_before(pool, {c: b for c, (b, _) in frontier.items()}, end)
     changes = daily_changes(position_timelines(events), loyalty.asset, loyalty.start)
     days = [loyalty.start + timedelta(days=i) for i in range((through - loyalty.start).days + 1)]
-    activity_rows = await pool.fetch(
-        "SELECT staker, day, points FROM loyalty_activity WHERE day BETWEEN $1 AND $2", loyalty.start, through
-    )
-    activity = {(r["staker"], r["day"]): Fraction(str(r["points"])) for r in activity_rows}
-    price_rows = await pool.fetch(
-        "SELECT day, usd FROM asset_prices WHERE asset = $1 AND day <= $2 ORDER BY day", loyalty.asset, through
-    )
-    prices = daily_prices({r["day"]: Fraction(str(r["usd"])) for r in price_rows}, days)
+    recorded = await points_store.activity(pool, loyalty.start, through)
+    activity = {key: Fraction(str(points)) for key, points in recorded.items()}
+    known = await points_store.prices(pool, loyalty.asset, through)
+    prices = daily_prices({day: Fraction(str(usd)) for day, usd in known.items()}, days)
     rows = []
     for staker in sorted(changes):
         inputs = [DayInput(activity.get((staker, d), 0), prices[d], tuple(changes[staker].get(d, ()))) for d in days]
@@ -110,9 +108,7 @@ async def compute_points(pool: asyncpg.Pool, config, through: date) -> int:
             if result.staked or result.additional_points:
                 rows.append((staker, day, result.staked, _decimal(result.multiplier), _decimal(result.total_boost),
                              result.boosted_points, result.staking_points, result.additional_points))  # fmt: skip
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("DELETE FROM staker_points WHERE day BETWEEN $1 AND $2", loyalty.start, through)
-        await conn.executemany("INSERT INTO staker_points VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", rows)
+    await points_store.replace_days(pool, loyalty.start, through, rows)
     return len(rows)
 
 
