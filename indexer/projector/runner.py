@@ -8,6 +8,8 @@ below what was already folded makes the projector rebuild everything from the ev
 
 Three things overlap in a step: Postgres reads the next events, a thread folds the
 current ones into an open draft, and a task writes the last frozen draft's changes.
+The reads and writes are `indexer.store.projections` (tables, events) and
+`indexer.store.projector` (its state row, the frontier, the reorgs); the transactions are here.
 """
 
 from __future__ import annotations
@@ -21,20 +23,22 @@ from decimal import Decimal
 import asyncpg
 import structlog
 
+from indexer.clock import sleep_unless
 from indexer.errors import ConfigError
 from indexer.events import Event
 from indexer.projection import EMPTY, ChainMark, ProjectionState
 from indexer.projector.draft import Draft
 from indexer.projector.feed import Position, read_ahead, read_merged
 from indexer.projector.fold import apply
+from indexer.store import projector as projector_store
 from indexer.store.projections import (
     Stage,
-    copy_stages,
     load_state,
     read_events,
     replace_all,
     stage_changes,
     write_assets,
+    write_stages,
 )
 
 BATCH = 50_000  # events folded between two writes (one transaction each)
@@ -109,7 +113,7 @@ class Projector:
     async def step(self) -> int:
         """Fold every event that is confirmed on all chains and not folded yet; returns how many."""
         if self.state is None:
-            covered = await self.pool.fetchval("SELECT coverage FROM projector_state")
+            covered = await projector_store.coverage(self.pool)
             if covered is not None and sorted(covered) != self.coverage:
                 self.log.warning("coverage_changed", projected=sorted(covered), configured=self.coverage)
                 return await self.reproject()  # the projections must cover exactly the configured chains/contracts
@@ -150,7 +154,7 @@ class Projector:
     async def reproject(self) -> int:
         """Rebuild every projection from the event log; returns the events folded."""
         started = time.perf_counter()
-        reorgs_seen = await self.pool.fetchval("SELECT coalesce(max(id), 0) FROM reorgs")
+        reorgs_seen = await projector_store.newest_reorg(self.pool)
         limits, until = await self._frontier()
         draft, folded = Draft(EMPTY, self.feeds.keys()), 0
         self.state = None
@@ -191,9 +195,7 @@ class Projector:
         async def write() -> None:
             async with self.pool.acquire() as conn, conn.transaction():
                 await self._remember(conn, frontier_time, reorgs_seen)
-                statement = await copy_stages(conn, stages)
-                if statement:
-                    await conn.execute(statement)
+                await write_stages(conn, stages)
 
         return asyncio.create_task(write())
 
@@ -203,11 +205,7 @@ class Projector:
         The chains fold together up to their common frontier (none while one has no confirmed
         block yet); each feed up to its poll clock less its settle time, whatever the chains do.
         """
-        rows = await self.pool.fetch(
-            "SELECT chain, confirmed_block, confirmed_time FROM v_chain_frontier WHERE chain = ANY($1::text[])",
-            [*self.chains, *self.feeds],
-        )
-        found = {r["chain"]: (r["confirmed_block"], r["confirmed_time"]) for r in rows}
+        found = await projector_store.chain_frontier(self.pool, [*self.chains, *self.feeds])
         limits: dict[str, tuple[int, int]] = {}
         until = None
         if self.chains and all(chain in found for chain in self.chains):
@@ -228,20 +226,18 @@ class Projector:
     async def _reorged_below_watermark(self) -> tuple[bool, int]:
         """Whether a reorg since the last step removed events already folded; and the newest reorg id checked."""
         assert self.state is not None
-        seen = await self.pool.fetchval("SELECT coalesce(max(reorgs_seen), 0) FROM projector_state")
-        rows = await self.pool.fetch("SELECT id, chain, ancestor_block FROM reorgs WHERE id > $1 ORDER BY id", seen)
-        for row in rows:
-            mark = self.state.watermarks.get(row["chain"])
-            if mark is not None and row["ancestor_block"] < mark[1]:
-                self.log.warning("reorg_below_projection", chain=row["chain"], ancestor=row["ancestor_block"])
+        seen = await projector_store.reorgs_seen(self.pool)
+        reorgs = await projector_store.reorgs_after(self.pool, seen)
+        for reorg in reorgs:
+            mark = self.state.watermarks.get(reorg.chain)
+            if mark is not None and reorg.ancestor_block < mark[1]:
+                self.log.warning("reorg_below_projection", chain=reorg.chain, ancestor=reorg.ancestor_block)
                 return True, seen
-        return False, rows[-1]["id"] if rows else seen
+        return False, reorgs[-1].id if reorgs else seen
 
     async def _pool_named_since(self) -> bool:
         """Whether a pool folded under its hash (`hash:<keccak>`) has a name now: its rows must move to the name."""
-        named = await self.pool.fetchval(
-            """SELECT EXISTS (SELECT 1 FROM pool_amounts a JOIN pool_names n ON a.pool = 'hash:' || n.pool_hash)"""
-        )
+        named = await projector_store.hashed_pool_named(self.pool)
         if named:
             self.log.info("pool_named", reason="a string pool folded under its hash got its name: reprojecting")
         return named
@@ -249,16 +245,7 @@ class Projector:
     async def _remember(self, conn, frontier_time: int | None, reorgs_seen: int) -> None:
         """Record in the caller's transaction up to which block time the projections are folded."""
         self.remembered = (frontier_time, reorgs_seen)
-        await conn.execute(
-            """INSERT INTO projector_state (id, reorgs_seen, frontier_time, coverage, updated_at)
-               VALUES (true, $2, $1, $3, now())
-               ON CONFLICT (id) DO UPDATE SET reorgs_seen = EXCLUDED.reorgs_seen, coverage = EXCLUDED.coverage,
-                   frontier_time = coalesce(EXCLUDED.frontier_time, projector_state.frontier_time),
-                   updated_at = now()""",
-            frontier_time,
-            reorgs_seen,
-            self.coverage,
-        )
+        await projector_store.remember(conn, frontier_time, reorgs_seen, self.coverage)
 
 
 def time_to_write(events: int, rows: int, batch: int) -> bool:
@@ -284,7 +271,4 @@ async def run_projector(projector: Projector, stop: asyncio.Event, *, interval: 
     """Project every `interval` seconds until `stop` is set."""
     while not stop.is_set():
         await projector.step()
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=interval)
-        except TimeoutError:
-            pass
+        await sleep_unless(stop, interval)

@@ -15,6 +15,7 @@ import asyncpg
 from indexer.events import Event
 from indexer.projection import canonical_order
 from indexer.store.projections import read_events
+from indexer.store.projector import chain_frontier
 
 BATCH = 100_000  # events read per query
 
@@ -91,10 +92,7 @@ async def rewards(conn: asyncpg.Connection | asyncpg.Pool, epoch: int) -> list[t
 async def confirmed_times(conn: asyncpg.Connection | asyncpg.Pool, chains: Iterable[str]) -> dict[str, tuple]:
     """Per chain: (confirmed block, confirmed block time); (None, None) for a chain not indexed yet."""
     names = sorted(chains)
-    rows = await conn.fetch(
-        "SELECT chain, confirmed_block, confirmed_time FROM v_chain_frontier WHERE chain = ANY($1::text[])", names
-    )
-    found = {r["chain"]: (r["confirmed_block"], r["confirmed_time"]) for r in rows}
+    found = await chain_frontier(conn, names)
     return {name: found.get(name, (None, None)) for name in names}
 
 

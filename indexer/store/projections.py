@@ -291,6 +291,13 @@ async def copy_stages(conn: asyncpg.Connection, stages: list[Stage]) -> str:
     return "; ".join(stage.statement for stage in stages)
 
 
+async def write_stages(conn: asyncpg.Connection, stages: list[Stage]) -> None:
+    """Copy the stages and apply them (one statement), in the caller's transaction."""
+    statement = await copy_stages(conn, stages)
+    if statement:
+        await conn.execute(statement)
+
+
 async def replace_all(conn: asyncpg.Connection, state: ProjectionState) -> None:
     """Replace every projection table with the state (reproject); caller's transaction."""
     await conn.execute(_STAGE_DDL)
