@@ -1,9 +1,10 @@
 """Time-weighted stake and the exact integer split of a validator's reward among its stakers.
 
 Rounding: shares are exact Fractions; the stakers' part of a reward is cut with the
-largest-remainder method (floor every exact allocation, then hand the leftover base units
-one each to the largest fractional remainders, ties to the lower address), so
-commission + sum(allocations) == reward always. When no staker has a positive share the
+largest-remainder method (`rounding.largest_remainder`: floor every exact allocation, then
+hand the leftover base units one each to the largest fractional remainders, ties to the
+lower address, compared case-insensitively first), so commission + sum(allocations) ==
+reward always. When no staker has a positive share the
 whole reward goes to the validator as commission: nothing is lost, and the epoch can still
 close (a closed epoch's stake can never change, so refusing would block it forever).
 """
@@ -14,6 +15,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
+from math import lcm
+
+from indexer.rounding import largest_remainder
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,17 +93,9 @@ def split_reward(reward: int, commission_bps: int, shares: Mapping[str, Fraction
     commission = reward * commission_bps // 10_000
     rest = reward - commission
     holders = {k: Fraction(s) for k, s in shares.items() if s > 0}
-    total = sum(holders.values(), Fraction(0))
-    if total == 0:
+    if not holders:
         return reward, {}
-    allocations: dict[str, int] = {}
-    remainders: list[tuple[Fraction, str]] = []
-    for staker, share in holders.items():
-        whole, frac = divmod(rest * share, total)
-        allocations[staker] = int(whole)
-        remainders.append((frac, staker))
-    leftover = rest - sum(allocations.values())
-    remainders.sort(key=lambda r: (-r[0], r[1].lower(), r[1]))
-    for _, staker in remainders[:leftover]:
-        allocations[staker] += 1
-    return commission, allocations
+    scale = lcm(*(share.denominator for share in holders.values()))  # the shares as integers, in proportion
+    weights = [share.numerator * (scale // share.denominator) for share in holders.values()]
+    parts = largest_remainder(rest, weights, [(staker.lower(), staker) for staker in holders])
+    return commission, dict(zip(holders, parts, strict=True))
