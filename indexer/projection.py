@@ -1,7 +1,7 @@
 """The projections as one immutable value, the keys a fold changed, and the canonical event order (pure).
 
 Plain values below both the projector (which folds into them) and the store (which writes and loads them):
-`ProjectionState`, `Pending`, `Changes`, the key types, `canonical_order`, `pool_key`, the zero addresses and
+`ProjectionState`, `Pending`, `Changes`, the key types, `Checkpoint`, `pool_key`, the zero addresses and
 `ProjectionError`.
 """
 
@@ -26,8 +26,12 @@ DelegationKey = tuple[str, str, str]  # (feed name, staker, validator)
 BalanceKey = tuple[str, str, str]  # (chain, contract, holder)
 TokenKey = tuple[str, str, int]  # (chain, contract, token_id)
 WithdrawalKey = tuple[str, str, str]  # (chain, contract, staker)
-ChainMark = tuple[int, int, int, str]  # (block_time, block_number, log_index, tx_hash) within one chain
-OrderKey = tuple[int, str, int, int, str]  # (block_time, chain, block_number, log_index, tx_hash)
+# An event's checkpoint: its place in the one order events are folded in, across chains and feeds
+# (block time, chain, block number, log index, tx hash). Tuples compare field by field, so sorting by
+# checkpoint is the canonical order; the projector keeps each chain's last applied checkpoint (an event at
+# or below it is a replay) and stores it in `projector_cursor`. A plain tuple, not a NamedTuple: the fold
+# makes one per event and a tuple is several times cheaper to build.
+Checkpoint = tuple[int, str, int, int, str]
 
 
 class ProjectionError(FatalError):
@@ -45,8 +49,8 @@ class Pending(NamedTuple):
     token_id: int | None = None
 
 
-def canonical_order(event: Event) -> OrderKey:
-    """The order events are folded in: (block time, chain, block, log index), then tx hash for a total order."""
+def checkpoint(event: Event) -> Checkpoint:
+    """The event's checkpoint: (block time, chain, block, log index), then tx hash for a total order."""
     return (event.block_time, event.chain, event.block_number, event.log_index, event.tx_hash)
 
 
@@ -84,7 +88,7 @@ class ProjectionState:
     token_owners: Mapping[TokenKey, str] = field(default_factory=_frozen)  # ERC-721 LST holder
     token_pools: Mapping[TokenKey, str] = field(default_factory=_frozen)  # ERC-721: pool a staked token is in
     withdrawals: Mapping[WithdrawalKey, tuple[Pending, ...]] = field(default_factory=_frozen)  # by unlock time
-    watermarks: Mapping[str, ChainMark] = field(default_factory=_frozen)  # chain -> last applied event
+    checkpoints: Mapping[str, Checkpoint] = field(default_factory=_frozen)  # chain -> its last applied event's
 
     def position(self, staker: str, validator: str, asset: str) -> int:
         """One staker's amount of `asset` at `validator` (0 when none)."""
@@ -111,7 +115,7 @@ class Changes:
     balances: frozenset[BalanceKey] = frozenset()
     tokens: frozenset[TokenKey] = frozenset()  # owner or staked pool changed
     withdrawals: frozenset[WithdrawalKey] = frozenset()
-    watermarks: frozenset[str] = frozenset()  # chains whose watermark moved
+    checkpoints: frozenset[str] = frozenset()  # chains whose checkpoint moved
 
     def __bool__(self) -> bool:
         return any(getattr(self, f.name) for f in fields(self))

@@ -11,7 +11,7 @@ from typing import Any
 from indexer.events import Event
 from indexer.projection import (
     Changes,
-    OrderKey,
+    Checkpoint,
     PositionKey,
     ProjectionError,
     ProjectionState,
@@ -134,18 +134,16 @@ class Positions:
 class Draft:
     """Every projection of a state, open for the batches folded until it is frozen.
 
-    `seen` holds per chain the canonical key of its last applied event (an event at or below
-    it is a replay); `last` the latest of those over the chains not `independent`.
+    `checkpoints` holds per chain the checkpoint of its last applied event (an event at or below
+    it is a replay); `latest` the latest of those over the chains not `independent`.
     """
 
     def __init__(self, state: ProjectionState, independent: Set[str] = frozenset()) -> None:
         self.base = state
         self.independent = independent
-        self.seen: dict[str, OrderKey] = {
-            chain: (time, chain, block, log, tx) for chain, (time, block, log, tx) in state.watermarks.items()
-        }
-        self.last: OrderKey | None = max(
-            (mark for chain, mark in self.seen.items() if chain not in independent), default=None
+        self.checkpoints: dict[str, Checkpoint] = dict(state.checkpoints)
+        self.latest: Checkpoint | None = max(
+            (cp for chain, cp in self.checkpoints.items() if chain not in independent), default=None
         )
         self.validators = Table(state.validators)
         self.pools = Table(state.pools)
@@ -155,7 +153,7 @@ class Draft:
         self.token_owners = Table(state.token_owners)
         self.token_pools = Table(state.token_pools)
         self.withdrawals = Table(state.withdrawals)
-        self.watermarks = Table(state.watermarks)
+        self._checkpoint_rows = Table(state.checkpoints)
 
     def stake(self, event: Event, pool: str, staker: str, amount: int) -> None:
         """Add a stake to the contract's pool, the validator and the staker's position."""
@@ -184,8 +182,8 @@ class Draft:
 
     def freeze(self, *, changes: bool = True) -> tuple[ProjectionState, Changes]:
         """The new state and the keys whose value it changed (none reported unless `changes`)."""
-        for chain, (time, _, block, log, tx) in self.seen.items():
-            self.watermarks.set(chain, (time, block, log, tx))  # unchanged ones are not reported as changed
+        for chain, cp in self.checkpoints.items():
+            self._checkpoint_rows.set(chain, cp)  # unchanged ones are not reported as changed
         state = ProjectionState(
             validators=self.validators.frozen(),
             pools=self.pools.frozen(),
@@ -195,7 +193,7 @@ class Draft:
             token_owners=self.token_owners.frozen(),
             token_pools=self.token_pools.frozen(),
             withdrawals=self.withdrawals.frozen(),
-            watermarks=self.watermarks.frozen(),
+            checkpoints=self._checkpoint_rows.frozen(),
         )
         if not changes:
             return state, Changes()
@@ -207,5 +205,5 @@ class Draft:
             balances=self.balances.changed(),
             tokens=self.token_owners.changed() | self.token_pools.changed(),
             withdrawals=self.withdrawals.changed(),
-            watermarks=self.watermarks.changed(),
+            checkpoints=self._checkpoint_rows.changed(),
         )

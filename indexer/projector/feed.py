@@ -16,10 +16,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapp
 from typing import TypeVar
 
 from indexer.events import Event
-from indexer.projection import canonical_order
+from indexer.projection import Checkpoint, checkpoint
 
-Position = tuple[int, int, str]  # (block, log index, tx hash): read events after this place in the chain
-Reader = Callable[[str, Position, int], Awaitable[list[Event]]]  # (chain, after, limit) -> next events
+# (chain, after, limit) -> the chain's next `limit` events after checkpoint `after` (None: from its start)
+Reader = Callable[[str, Checkpoint | None, int], Awaitable[list[Event]]]
 T = TypeVar("T")
 
 
@@ -33,29 +33,31 @@ def ready_prefix(
     """
     if any(not buffers.get(chain) for chain in open_chains):
         raise ValueError("an open chain has nothing buffered: read it before merging")
-    cut = min((canonical_order(buffers[chain][-1]) for chain in open_chains), default=None)
+    cut = min((checkpoint(buffers[chain][-1]) for chain in open_chains), default=None)
     ready, rest = [], {}
     for chain, events in buffers.items():
-        split = len(events) if cut is None else bisect_right(events, cut, key=canonical_order)
+        split = len(events) if cut is None else bisect_right(events, cut, key=checkpoint)
         ready.append(events[:split])
         rest[chain] = list(events[split:])
-    return list(heapq.merge(*ready, key=canonical_order)), rest
+    return list(heapq.merge(*ready, key=checkpoint)), rest
 
 
-async def read_merged(read: Reader, after: Mapping[str, Position], limit: int) -> AsyncIterator[list[Event]]:
+async def read_merged(
+    read: Reader, after: Mapping[str, Checkpoint | None], limit: int
+) -> AsyncIterator[list[Event]]:
     """Batches of every chain's remaining events in canonical order, reading `limit` events per chain at a time."""
-    positions = dict(after)
-    buffers: dict[str, list[Event]] = {chain: [] for chain in positions}
-    open_chains = set(positions)
+    read_to = dict(after)  # chain -> checkpoint of the last event read
+    buffers: dict[str, list[Event]] = {chain: [] for chain in read_to}
+    open_chains = set(read_to)
     while open_chains or any(buffers.values()):
         empty = sorted(chain for chain in open_chains if not buffers[chain])
-        reads = await asyncio.gather(*(read(chain, positions[chain], limit) for chain in empty))
+        reads = await asyncio.gather(*(read(chain, read_to[chain], limit) for chain in empty))
         for chain, events in zip(empty, reads, strict=True):
             if len(events) < limit:
                 open_chains.discard(chain)
             if events:
                 buffers[chain] = events
-                positions[chain] = (events[-1].block_number, events[-1].log_index, events[-1].tx_hash)
+                read_to[chain] = checkpoint(events[-1])
         ready, buffers = ready_prefix(buffers, open_chains)
         if ready:
             yield ready

@@ -6,8 +6,8 @@ validator amounts and positions; the LST's Transfer alone moves balances;
 settles matured requests. An unresolved string pool is keyed `hash:<keccak256>`
 (see `pool_key`); once its name is known, reproject so its history merges into the name.
 
-Idempotence: the state keeps, per chain, the place of the last applied event. An event
-at or below its chain's watermark was applied before and is skipped, so replaying a
+Idempotence: the state keeps, per chain, the checkpoint of the last applied event. An event
+at or below its chain's checkpoint was applied before and is skipped, so replaying a
 batch changes nothing. Batches must follow each other in canonical order (the runner
 folds only up to the time every chain has confirmed); an event that would land before
 one already applied on another chain raises ProjectionError rather than fold out of order.
@@ -25,7 +25,7 @@ from indexer.projection import (
     Pending,
     ProjectionError,
     ProjectionState,
-    canonical_order,
+    checkpoint,
     pool_key,
     where,
 )
@@ -52,28 +52,28 @@ def apply(draft: Draft, events: Iterable[Event]) -> int:
     Several batches may go into one draft, each after the one before in canonical order: the
     runner reads a step in small batches and freezes the draft only when it writes.
     """
-    seen, independent, last = draft.seen, draft.independent, draft.last
+    checkpoints, independent, latest = draft.checkpoints, draft.independent, draft.latest
     handlers = _HANDLERS
     applied = 0
-    for order, event in sorted(((canonical_order(e), e) for e in events), key=_first):
-        mark = seen.get(event.chain)
-        if mark is not None and order <= mark:
+    for cp, event in sorted(((checkpoint(e), e) for e in events), key=_first):
+        applied_to = checkpoints.get(event.chain)
+        if applied_to is not None and cp <= applied_to:
             continue
         ordered = event.chain not in independent
-        if ordered and last is not None and order < last:
+        if ordered and latest is not None and cp < latest:
             raise ProjectionError(
                 f"event out of canonical order: {where(event)} at time {event.block_time} comes after an event "
-                f"of {last[1]} at time {last[0]} was applied; reproject from the event log"
+                f"of {latest[1]} at time {latest[0]} was applied; reproject from the event log"
             )
         handler = handlers.get(event.event_type)
         if handler is None:
             raise ProjectionError(f"unknown event type {event.event_type!r} in {where(event)}")
         handler(draft, event)
-        seen[event.chain] = order
+        checkpoints[event.chain] = cp
         if ordered:
-            last = order
+            latest = cp
         applied += 1
-    draft.last = last
+    draft.latest = latest
     return applied
 
 

@@ -26,9 +26,9 @@ import structlog
 from indexer.clock import sleep_unless
 from indexer.errors import ConfigError
 from indexer.events import Event
-from indexer.projection import EMPTY, ChainMark, ProjectionState
+from indexer.projection import EMPTY, Checkpoint, ProjectionState
 from indexer.projector.draft import Draft
-from indexer.projector.feed import Position, read_ahead, read_merged
+from indexer.projector.feed import read_ahead, read_merged
 from indexer.projector.fold import apply
 from indexer.store import projector as projector_store
 from indexer.store.projections import (
@@ -122,7 +122,7 @@ class Projector:
         limits, until = await self._frontier()
         if not limits:
             return 0
-        reorged, reorgs_seen = await self._reorged_below_watermark()
+        reorged, reorgs_seen = await self._reorged_below_checkpoint()
         if reorged or await self._pool_named_since():
             return await self.reproject()
         folded, unwritten, writing = 0, 0, None
@@ -174,12 +174,12 @@ class Projector:
     def _read(
         self, limits: Mapping[str, tuple[int, int]], state: ProjectionState, batch: int
     ) -> AsyncIterator[list[Event]]:
-        """Batches of the events after the state's watermarks up to the limits, in canonical order."""
+        """Batches of the events after the state's checkpoints up to the limits, in canonical order."""
 
-        async def read(chain: str, after: Position, limit: int) -> list[Event]:
+        async def read(chain: str, after: Checkpoint | None, limit: int) -> list[Event]:
             return await read_events(self.pool, chain, after, *limits[chain], limit)
 
-        after = {chain: _position(state.watermarks.get(chain)) for chain in limits}
+        after = {chain: state.checkpoints.get(chain) for chain in limits}
         return read_merged(read, after, batch)
 
     async def _write(self, draft: Draft, previous: asyncio.Task | None, reorgs_seen: int) -> asyncio.Task:
@@ -220,17 +220,17 @@ class Projector:
 
     def _folded_until(self, state: ProjectionState) -> int | None:
         """The block time before which every chain's events are folded, as far as `state` got."""
-        times = [state.watermarks[chain][0] for chain in self.chains if chain in state.watermarks]
+        times = [state.checkpoints[chain][0] for chain in self.chains if chain in state.checkpoints]
         return max(times) - 1 if times else None  # events at the last one's time may go on in the next batch
 
-    async def _reorged_below_watermark(self) -> tuple[bool, int]:
+    async def _reorged_below_checkpoint(self) -> tuple[bool, int]:
         """Whether a reorg since the last step removed events already folded; and the newest reorg id checked."""
         assert self.state is not None
         seen = await projector_store.reorgs_seen(self.pool)
         reorgs = await projector_store.reorgs_after(self.pool, seen)
         for reorg in reorgs:
-            mark = self.state.watermarks.get(reorg.chain)
-            if mark is not None and reorg.ancestor_block < mark[1]:
+            applied_to = self.state.checkpoints.get(reorg.chain)
+            if applied_to is not None and reorg.ancestor_block < applied_to[2]:
                 self.log.warning("reorg_below_projection", chain=reorg.chain, ancestor=reorg.ancestor_block)
                 return True, seen
         return False, reorgs[-1].id if reorgs else seen
@@ -260,11 +260,6 @@ def _freeze(draft: Draft, before: ProjectionState) -> tuple[ProjectionState, lis
     so that the server starts on the rows as early as it can)."""
     state, changes = draft.freeze()
     return state, stage_changes(before, state, changes)
-
-
-def _position(mark: ChainMark | None) -> Position:
-    """Where a chain's unread events start, from its watermark (none: from the beginning)."""
-    return (mark[1], mark[2], mark[3]) if mark else (-1, -1, "")
 
 
 async def run_projector(projector: Projector, stop: asyncio.Event, *, interval: float) -> None:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from indexer.events import Event
-from indexer.projection import canonical_order
+from indexer.projection import Checkpoint, checkpoint
 from indexer.store.projections import read_events
 from indexer.store.projector import chain_frontier
 
@@ -102,15 +102,14 @@ async def events_before(
     """Every event of the chains in `limits` (chain -> confirmed block) with block time < `end`, canonical order."""
     merged: list[Event] = []
     for chain, block in sorted(limits.items()):
-        after: tuple[int, int, str] = (-1, -1, "")
+        after: Checkpoint | None = None
         while True:
             events = await read_events(conn, chain, after, block, end - 1, batch)
             merged.extend(events)
             if len(events) < batch:
                 break
-            last = events[-1]
-            after = (last.block_number, last.log_index, last.tx_hash)
-    merged.sort(key=canonical_order)
+            after = checkpoint(events[-1])
+    merged.sort(key=checkpoint)
     return merged
 
 

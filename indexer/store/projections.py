@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 
 from indexer.events import Event, EventType
-from indexer.projection import Changes, Pending, ProjectionState
+from indexer.projection import Changes, Checkpoint, Pending, ProjectionState
 
 Row = tuple[Any, ...]
 
@@ -120,7 +120,11 @@ def _withdrawal_rows(state: ProjectionState, keys: Iterable[tuple]) -> list[Row]
 
 
 def _cursor(state: ProjectionState) -> Lookup:
-    return lambda key: state.watermarks.get(key[0])  # (block_time, block_number, log_index, tx_hash)
+    def find(key: tuple) -> tuple | None:
+        cp = state.checkpoints.get(key[0])  # (block_time, chain, block_number, log_index, tx_hash)
+        return None if cp is None else (cp[0], cp[2], cp[3], cp[4])
+
+    return find
 
 
 TABLES = (
@@ -137,7 +141,7 @@ TABLES = (
     Table("pending_withdrawals", ("chain", "contract", "staker"), ("position", "amount", "unlock_time", "token_id"),
           lambda c: c.withdrawals, lambda s: s.withdrawals.keys(), many=_withdrawal_rows),
     Table("projector_cursor", ("chain",), ("block_time", "block_number", "log_index", "tx_hash"),
-          lambda c: ((chain,) for chain in c.watermarks), lambda s: [(c,) for c in s.watermarks], _cursor),
+          lambda c: ((chain,) for chain in c.checkpoints), lambda s: [(c,) for c in s.checkpoints], _cursor),
 )  # fmt: skip
 
 
@@ -343,9 +347,9 @@ async def load_state(conn: asyncpg.Connection | asyncpg.Pool) -> ProjectionState
             {(r["chain"], r["contract"], int(r["token_id"])): r["pool"] for r in tokens if r["pool"] is not None}
         ),
         withdrawals=MappingProxyType({k: tuple(v) for k, v in withdrawals.items()}),
-        watermarks=MappingProxyType(
+        checkpoints=MappingProxyType(
             {
-                r["chain"]: (r["block_time"], r["block_number"], r["log_index"], r["tx_hash"])
+                r["chain"]: (r["block_time"], r["chain"], r["block_number"], r["log_index"], r["tx_hash"])
                 for r in await conn.fetch("SELECT * FROM projector_cursor")
             }
         ),
@@ -372,13 +376,14 @@ SELECT e.chain, e.chain_id, e.contract, e.contract_kind, e.contract_version, e.b
 async def read_events(
     conn: asyncpg.Connection | asyncpg.Pool,
     chain: str,
-    after: tuple[int, int, str],
+    after: Checkpoint | None,
     up_to_block: int,
     up_to_time: int,
     limit: int,
 ) -> list[Event]:
-    """The chain's next events after `after` = (block, log index, tx hash), in chain order, up to block and time."""
-    rows = await conn.fetch(_EVENT_SELECT, chain, after[0], after[1], up_to_block, up_to_time, limit, after[2])
+    """The chain's next events after checkpoint `after` (None: from the start), in chain order, up to block and time."""
+    block, log_index, tx_hash = (after[2], after[3], after[4]) if after is not None else (-1, -1, "")
+    rows = await conn.fetch(_EVENT_SELECT, chain, block, log_index, up_to_block, up_to_time, limit, tx_hash)
     types = _EVENT_TYPES
     return [
         Event(*r[:10], types[r[10]], *r[11:16], None if r[16] is None else int(r[16]),

@@ -105,7 +105,7 @@ async def test_projection_rows_survive_copy_text_whatever_the_names(db):
         token_owners=Frozen({("c1", "0xn", MAX): "0xa"}),
         token_pools=Frozen({("c1", "0xn", MAX): names[0]}),
         withdrawals=Frozen({("c1", "0xc", "0xa"): (Pending(5, 1_800_000_000), Pending(MAX, 1_900_000_000))}),
-        watermarks=Frozen({"c1": (1_767_225_600, 10, 3, "0x02")}),
+        checkpoints=Frozen({"c1": (1_767_225_600, "c1", 10, 3, "0x02")}),
     )
     async with db.acquire() as conn, conn.transaction():
         await replace_all(conn, state)
@@ -120,7 +120,7 @@ async def test_projection_rows_survive_copy_text_whatever_the_names(db):
         token_owners=Frozen({("c1", "0xn", MAX): "0xb"}),
         token_pools=Frozen({}),
         withdrawals=Frozen({("c1", "0xc", "0xa"): (Pending(MAX, 1_900_000_000),)}),
-        watermarks=Frozen({"c1": (1_767_225_700, 11, 0, "0x03")}),
+        checkpoints=Frozen({"c1": (1_767_225_700, "c1", 11, 0, "0x03")}),
     )
     changes = Changes(
         validators=frozenset(state.validators) | frozenset(after.validators),
@@ -129,7 +129,7 @@ async def test_projection_rows_survive_copy_text_whatever_the_names(db):
         balances=frozenset(state.balances),
         tokens=frozenset(state.token_owners),
         withdrawals=frozenset(state.withdrawals),
-        watermarks=frozenset({"c1"}),
+        checkpoints=frozenset({"c1"}),
     )
     async with db.acquire() as conn, conn.transaction():
         await conn.execute(await copy_stages(conn, stage_changes(state, after, changes)))

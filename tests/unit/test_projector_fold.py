@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from indexer.errors import FatalError
 from indexer.events import Event, EventType
-from indexer.projection import EMPTY, Pending, ProjectionError, ProjectionState, canonical_order
+from indexer.projection import EMPTY, Pending, ProjectionError, ProjectionState, checkpoint
 from indexer.projector import fold, take_pro_rata
 
 ZERO = "0x" + "0" * 40
@@ -288,7 +288,7 @@ def test_a_batch_is_sorted_before_folding_and_repeated_events_count_once():
     events = stake_tx(1, ALICE, P, 10) + tx(2, burn(ALICE, 4), unstake(ALICE, P, 4))
     state, _ = fold(EMPTY, list(reversed(events)) + events)
     assert dict(state.validators) == {(P, "ETH"): 6}
-    assert dict(state.watermarks) == {"alpha": (2, 2, 1, "0xalpha2")}
+    assert dict(state.checkpoints) == {"alpha": (2, "alpha", 2, 1, "0xalpha2")}
 
 
 def test_an_event_older_than_one_already_applied_on_another_chain_is_refused():
@@ -315,11 +315,11 @@ def test_a_feed_keeps_its_own_order_apart_from_the_chains():
         fold(late, stake_tx(4, CAROL, P, 1, chain="alpha"), independent={"feed"})  # the chains' order still holds
 
 
-def test_canonical_order_is_block_time_then_chain_block_and_log_index():
+def test_checkpoint_is_block_time_then_chain_block_and_log_index():
     a = tx(7, stake(ALICE, P), chain="beta")[0]
     b = tx(7, stake(ALICE, P), chain="alpha")[0]._replace(block_number=99, log_index=3)
     c = tx(6, stake(ALICE, P), chain="zeta")[0]
-    assert sorted([a, b, c], key=canonical_order) == [c, b, a]
+    assert sorted([a, b, c], key=checkpoint) == [c, b, a]
 
 
 # --- property tests -----------------------------------------------------------------------------------------------
@@ -517,7 +517,7 @@ def rows(state: ProjectionState) -> dict[str, dict]:
             **{(*k, "pool"): v for k, v in state.token_pools.items()},
         },
         "withdrawals": dict(state.withdrawals),
-        "watermarks": dict(state.watermarks),
+        "checkpoints": dict(state.checkpoints),
     }
 
 
