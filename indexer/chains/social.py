@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 import structlog
@@ -42,6 +41,7 @@ from indexer.decode.social import (
     to_event,
 )
 from indexer.errors import RetryableError
+from indexer.redact import redact_url
 
 log = structlog.get_logger(__name__)
 
@@ -143,7 +143,7 @@ class SocialSource:
         except FeedUnavailable as exc:
             self.failures += 1
             self.last_error = str(exc)
-            self.log.warning("feed_unavailable", url=_redacted(self.chain.url), error=str(exc))
+            self.log.warning("feed_unavailable", url=redact_url(self.chain.url), error=str(exc))
             raise
         if self._stored is None:
             self._stored = dict(await self._load_stored())
@@ -254,13 +254,3 @@ def _short(value: Any) -> Any:
     if isinstance(value, str):
         return value[:64]
     return f"<{type(value).__name__}>"
-
-
-def _redacted(url: str) -> str:
-    """A feed URL without credentials or query string (which may carry a token)."""
-    if not _is_url(url):
-        return url
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"

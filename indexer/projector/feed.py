@@ -42,9 +42,7 @@ def ready_prefix(
     return list(heapq.merge(*ready, key=checkpoint)), rest
 
 
-async def read_merged(
-    read: Reader, after: Mapping[str, Checkpoint | None], limit: int
-) -> AsyncIterator[list[Event]]:
+async def read_merged(read: Reader, after: Mapping[str, Checkpoint | None], limit: int) -> AsyncIterator[list[Event]]:
     """Batches of every chain's remaining events in canonical order, reading `limit` events per chain at a time."""
     read_to = dict(after)  # chain -> checkpoint of the last event read
     buffers: dict[str, list[Event]] = {chain: [] for chain in read_to}

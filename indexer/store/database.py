@@ -8,6 +8,7 @@ from pathlib import Path
 import asyncpg
 
 from indexer.errors import DatabaseError
+from indexer.redact import redact_dsn
 from indexer.store.events import prepare_connection
 from indexer.store.migrate import migrate
 
@@ -43,13 +44,3 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 4) -> asyn
 async def apply_schema(pool: asyncpg.Pool) -> list[str]:
     """Apply the migrations the database lacks (the names applied); safe to run from several processes at once."""
     return await migrate(pool)
-
-
-def redact_dsn(dsn: str) -> str:
-    """A DSN with its password hidden."""
-    if "://" not in dsn or "@" not in dsn:
-        return dsn
-    scheme, rest = dsn.split("://", 1)
-    userinfo, host = rest.rsplit("@", 1)
-    user = userinfo.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in userinfo else dsn
