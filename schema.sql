@@ -1,5 +1,7 @@
--- The one source of truth for the indexer's tables and views.
--- Applied at every start (under an advisory lock); every statement is idempotent.
+-- The readable description of the indexer's current tables and views.
+-- Databases are built and upgraded by the numbered migrations in indexer/store/migrations/
+-- (`indexer migrate`, and `run` at start); a test holds that migrating an empty database
+-- gives exactly the schema this file gives. A change here comes with a new migration.
 -- Amounts are NUMERIC(78,0): a uint256 fits exactly. Addresses are stored in each
 -- chain's canonical form (EVM: lower-case 0x hex).
 
@@ -276,7 +278,7 @@ GRANT SELECT ON v_indexer_status, v_pending_events, v_validator_points, v_valida
 
 -- ---------------------------------------------------------------------------
 -- Reward epochs (SPEC 5). Owned by indexer/epochs/close.py through
--- indexer/epochs/store.py. An epoch row appears with its first reward (status
+-- indexer/store/epochs.py. An epoch row appears with its first reward (status
 -- 'open') or at its close; a closed epoch (closed_at set) is final: the
 -- triggers below refuse any change to it, its rewards or its allocations.
 -- ---------------------------------------------------------------------------
