@@ -1,7 +1,7 @@
 """Reorgs: how the follow loop notices that a chain changed under it, finds where, and undoes it.
 
 - **Detect.** Every poll compares the node's block at the cursor's height with the cursor's hash;
-  a range fetched in the kept window must link block to block by parent hash (`links_up`), and
+  a range fetched in the kept window must link block to block by parent hash (`unlinked`), and
   its first block to the cursor's block, which the store checks again inside the write.
 - **Find the common ancestor.** The newest remembered block (`recent_blocks`, the newest
   `max(2 x confirmations, 64)` blocks) that the node still has with the same hash.
@@ -21,20 +21,20 @@ import structlog
 
 from indexer.batch import BlockRef
 from indexer.errors import ReorgBelowClosedEpoch, ReorgTooDeep
-from indexer.store.cursors import load_recent_blocks
-from indexer.store.events import rewind
 
 log = structlog.get_logger(__name__)
 
 
-def links_up(blocks: Sequence[BlockRef], parent: BlockRef | None = None) -> bool:
-    """Whether each of `blocks` (ascending, no gaps) names the one before as parent, the first `parent` (pure)."""
-    previous = parent
-    for block in blocks:
-        if previous is not None and block.parent_hash != previous.hash:
-            return False
-        previous = block
-    return True
+def unlinked(blocks: Sequence[BlockRef]) -> BlockRef | None:
+    """The first of `blocks` (consecutive, ascending) that does not name the one before as its parent (pure).
+
+    None when they all link: a range fetched from a node that reorganized meanwhile does not, and is
+    fetched again rather than stored.
+    """
+    for previous, block in zip(blocks, blocks[1:], strict=False):
+        if block.parent_hash != previous.hash:
+            return block
+    return None
 
 
 def common_ancestor(remembered: Sequence[BlockRef], canonical: Mapping[int, BlockRef]) -> BlockRef | None:
@@ -54,6 +54,10 @@ async def repair(
     Raises ReorgTooDeep when no remembered block is on the node's chain any more, and
     ReorgBelowClosedEpoch (nothing rewound) when the ancestor lies inside a closed reward epoch.
     """
+    # Imported here: the sources use this module's pure checks and must not pull in the store with them.
+    from indexer.store.cursors import load_recent_blocks
+    from indexer.store.events import rewind
+
     remembered = await load_recent_blocks(pool, chain)
     ancestor = common_ancestor(remembered, await source.blocks([b.number for b in remembered]))
     if ancestor is None:

@@ -25,6 +25,7 @@ from indexer.decode.calldata import calls_to
 from indexer.decode.logs import ChainSpec, LogDecoder, MalformedLog, RpcLog, log_block_number
 from indexer.errors import RetryableError, RpcError
 from indexer.events import Event
+from indexer.reorg import unlinked
 
 HEADER_BATCH = 200  # block headers per JSON-RPC batch
 TX_BATCH = 100  # transactions or traces per JSON-RPC batch
@@ -129,9 +130,11 @@ class EvmSource(NodeSource):
         if any(isinstance(h, JsonRpcError) or h is None for h in headers):
             raise RetryableError(f"chain {self.name}: the node lacks a block of {first_header}-{end} (lagging node?)")
         known = {ref.number: ref for ref in (checked(block_ref, h) for h in headers)}
-        for number in range(first_header + 1, end + 1):
-            if known[number].parent_hash != known[number - 1].hash:
-                raise RetryableError(f"chain {self.name}: blocks {number - 1} and {number} do not link (reorg)")
+        broken = unlinked([known[number] for number in range(first_header, end + 1)])
+        if broken is not None:
+            raise RetryableError(
+                f"chain {self.name}: blocks {broken.number - 1} and {broken.number} do not link (reorg)"
+            )
         if not isinstance(logs, list) or not all(isinstance(item, dict) for item in logs):
             raise RetryableError(f"chain {self.name}: eth_getLogs answered something other than a list of logs")
         self.range = self.range.grown(len(logs))

@@ -33,6 +33,7 @@ from indexer.decode.logs import ChainSpec, LogDecoder, MalformedLog, RpcLog
 from indexer.errors import RetryableError, RpcError
 from indexer.events import Event
 from indexer.redact import redact_url
+from indexer.reorg import unlinked
 
 API_KEY_HEADER = "TRON-PRO-API-KEY"
 BLOCKS_PER_FETCH = 100  # blocks read per `fetch_logs` call (two requests each)
@@ -301,8 +302,8 @@ class TronSource(NodeSource):
                 raise RetryableError(f"chain {self.name}: asked for block {number}, the node answered {ref.number}")
             if not isinstance(info, list) or not all(isinstance(i, dict) for i in info):
                 raise RetryableError(f"chain {self.name}: transaction infos of block {number} are not a list")
-            previous = headers.get(number - 1)
-            if previous is not None and ref.parent_hash != previous.hash:
+            broken = unlinked([b for b in (headers.get(number - 1), ref) if b is not None])
+            if broken is not None:
                 raise RetryableError(f"chain {self.name}: blocks {number - 1} and {number} do not link (reorg)")
             try:
                 logs = block_logs(block, info)

@@ -91,3 +91,16 @@ def test_the_pure_core_does_no_io(path):
 def test_every_pure_core_entry_exists():
     for entry in PURE:
         assert (PACKAGE / entry).exists(), entry
+
+
+def test_loading_the_sources_loads_no_store():
+    """Not even through another module: a source cannot reach the database."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, indexer.chains.evm, indexer.chains.tron, indexer.chains.social, indexer.chains.variants; "
+        "print(sorted(m for m in sys.modules if m.startswith('indexer.store')))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=PACKAGE.parent)
+    assert out.stdout.strip() == "[]"
