@@ -322,3 +322,62 @@ async def test_a_failing_migration_is_one_line_on_stderr_for_migrate_and_run(new
     finally:
         await execute(server_dsn, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         await execute(server_dsn, f'DROP ROLE IF EXISTS "{role}"')
+
+
+async def test_two_services_starting_on_a_47213ee_database_upgrade_it_once_and_index_on(
+    new_database, tmp_path, driver, deployment, anvil
+):
+    """Two `run --once` at once on an old database: one migrates, both run; the closed epoch's rows, root and
+    proofs are byte-identical afterwards, and the chain is indexed on top of the old log."""
+    from indexer.epochs import merkle
+    from indexer.epochs.close import build_leaves, proof
+    from tests.integration.conftest import chain_config
+
+    dsn = await database_of_47213ee(new_database)
+    stakers = [driver.accounts[1].lower(), driver.accounts[2].lower()]
+    leaves = build_leaves(5, [(stakers[0], "ETH", 1234), (stakers[1], "ETH", 5678)])
+    root = "0x" + merkle.root(merkle.build_tree(list(leaves))).hex()
+    await execute(
+        dsn,
+        f"""INSERT INTO epochs (epoch, start_time, end_time) VALUES (5, '2026-01-06', '2026-01-07');
+            INSERT INTO epoch_rewards (epoch, validator, asset, amount) VALUES (5, 'validator-one', 'ETH', 6912);
+            INSERT INTO epoch_allocations (epoch, validator, staker, asset, kind, amount) VALUES
+              (5, 'validator-one', '{stakers[0]}', 'ETH', 'stake', 1234),
+              (5, 'validator-one', '{stakers[1]}', 'ETH', 'stake', 5678);
+            UPDATE epochs SET closed_at = '2026-01-07 00:10:00+00', total = 6912, root = '{root}' WHERE epoch = 5;""",
+    )
+
+    async def proofs() -> list[dict]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return [await proof(conn, 5, staker) for staker in stakers]
+        finally:
+            await conn.close()
+
+    before_rows, before_proofs = await kept_rows(dsn), await proofs()
+    assert all(p["root"] == root and p["leaves"] for p in before_proofs)
+    receipt = await driver.stake("native_v1", driver.accounts[3], "0x" + "a1" * 20, 10**18)
+
+    config = write_config(tmp_path / "chains.yaml", dsn, [chain_config(deployment, [anvil.url], name="upgraded")])
+    processes = [
+        await asyncio.create_subprocess_exec(
+            *INDEXER, "--config", str(config), "run", "--once", stderr=asyncio.subprocess.PIPE
+        )  # fmt: skip
+        for _ in range(2)
+    ]
+    errors = [(await p.communicate())[1].decode() for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], errors
+    assert await applied_migrations(dsn) == ALL
+    assert await fetch(dsn, "SELECT count(*) FROM schema_migrations") == [(len(ALL),)]
+
+    after_rows = {
+        table: [r for r in rows if not r[0].startswith("(upgraded,")] for table, rows in (await kept_rows(dsn)).items()
+    }
+    assert after_rows == before_rows  # the old log, cursor and closed epochs, byte for byte
+    assert await proofs() == before_proofs
+    tx = receipt["transactionHash"].to_0x_hex()
+    assert await fetch(dsn, "SELECT event_type FROM events WHERE chain = 'upgraded' AND tx_hash = $1 ORDER BY 1",
+                       tx) == [("stake",), ("transfer",)]  # fmt: skip
+    assert await fetch(dsn, "SELECT amount FROM v_validator_points WHERE validator = $1", "0x" + "a1" * 20) == [
+        (10**18,)
+    ]
