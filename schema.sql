@@ -347,6 +347,7 @@ SELECT epoch, validator, staker, asset, sum(amount) AS amount,
        bool_or(kind = 'commission') AS commission
   FROM epoch_allocations
  GROUP BY epoch, validator, staker, asset;
+COMMENT ON VIEW v_epoch_allocations IS 'Each closed epoch''s reward split (SPEC 5): per (epoch, validator, staker, asset) the base units allocated; commission rows have staker = the validator id. Stakers share a validator''s reward (after commission) in proportion to time-weighted stake: amount x seconds held inside the epoch, per whole token (amount / 10^decimals) times the asset''s weight. Social delegators share it the same way: delegated points (0 decimals) x seconds held x the feed''s weight, so one point delegated for a second weighs as much as one whole staked token of weight w when the feed''s weight is w. Integer largest remainder: the allocations sum exactly to each reward.';
 
 CREATE OR REPLACE VIEW v_epochs AS
 SELECT e.epoch,

@@ -1,8 +1,10 @@
 """The imperative shell of reward epochs: record rewards, close an epoch, export a staker's proofs.
 
-Closing epoch N (SPEC 5) once every node chain's confirmed block time is >= its end:
-replay the projector's fold from EMPTY over the confirmed events with block time < end
-(canonical order, batched per block time), record each position's amount at each change,
+Closing epoch N (SPEC 5) once every node chain's confirmed block time, and every social feed's
+settled clock (its last read less `settle_seconds`), is >= its end: replay the projector's fold
+from EMPTY over the confirmed events and feed records with block time < end (canonical order,
+batched per block time; social delegations count like stakes of the feed's asset, with its
+weight), record each position's amount at each change,
 integrate it over [start, end) (`stake_seconds`), weigh per asset (`asset_weights`), split each
 validator's reward with its `commission_bps` (`split_reward`), and store the allocations and
 the Merkle root over one leaf per (staker, asset). A closed epoch is final: closing again
@@ -59,6 +61,29 @@ def bounds(config, epoch: int) -> tuple[int, int]:
 
 def node_chains(config) -> list[str]:
     return sorted(c.name for c in config.chains if c.kind in NODE_CHAINS)
+
+
+def feed_settle_seconds(config) -> dict[str, int]:
+    """Each social feed's settle time: its records count up to its last read less this."""
+    return {c.name: c.settle_seconds for c in config.chains if c.kind == "social"}
+
+
+def lagging_sources(end: int, frontier: dict[str, tuple[int | None, int | None]], settle: dict[str, int]) -> list[str]:
+    """Why an epoch ending at `end` cannot close: each chain or feed not past it, described (pure).
+
+    A chain's confirmed block time, or a feed's settled clock (its last read less its settle time), must
+    be >= `end`; one never indexed or read blocks the close.
+    """
+    behind = []
+    for name, (_, time) in sorted(frontier.items()):
+        if name in settle:
+            clock = None if time is None else time - settle[name]
+            if clock is None or clock < end:
+                shown = "never read" if clock is None else f"settled clock {clock}"
+                behind.append(f"social feed {name} ({shown})")
+        elif time is None or time < end:
+            behind.append(f"{name} (confirmed block time {time})")
+    return behind
 
 
 def _commission_bps(config, validator: str) -> int:
@@ -135,17 +160,15 @@ def build_leaves(epoch: int, leaves: Sequence[tuple[str, str, int]]) -> dict[byt
 
 async def close_epoch(pool: asyncpg.Pool, config, epoch: int) -> CloseResult:
     """Close `epoch` (idempotent: an already closed epoch returns its stored root and nothing is written)."""
-    sched = schedule(config)
     start, end = bounds(config, epoch)
     existing = await store.get_epoch(pool, epoch)
     if existing is not None and existing.closed:
         return CloseResult(epoch, existing.root, existing.total or 0, True)
-    chains = node_chains(config)
-    frontier = await store.confirmed_times(pool, chains)
-    behind = sched.can_close(epoch, {c: t for c, (_, t) in frontier.items()})
+    settle = feed_settle_seconds(config)
+    frontier = await store.confirmed_times(pool, [*node_chains(config), *settle])
+    behind = lagging_sources(end, frontier, settle)
     if behind:
-        detail = ", ".join(f"{c} (confirmed block time {frontier[c][1]})" for c in behind)
-        raise EpochError(f"epoch {epoch} ends at {end}: not every chain has confirmed past it yet: {detail}")
+        raise EpochError(f"epoch {epoch} ends at {end}: not every chain has confirmed past it yet: {', '.join(behind)}")
     weights = {a: AssetWeight(d, w) for a, (d, w) in asset_weights(config).items()}
     async with pool.acquire() as conn, conn.transaction():
         row = await store.lock_epoch(conn, epoch, start, end)

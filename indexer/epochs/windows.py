@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -29,11 +28,3 @@ class EpochSchedule:
             raise ValueError(f"epoch numbers start at 0, got {n}")
         start = self.genesis + n * self.length
         return start, start + self.length
-
-    def can_close(self, n: int, confirmed_block_times: Mapping[str, int | None]) -> list[str]:
-        """The chains (sorted) whose confirmed block time is still before epoch `n`'s end; empty means it can close.
-
-        A chain mapped to None (no confirmed block yet) blocks.
-        """
-        _, end = self.epoch_bounds(n)
-        return sorted(chain for chain, t in confirmed_block_times.items() if t is None or t < end)

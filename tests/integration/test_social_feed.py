@@ -9,12 +9,10 @@ import socket
 import time
 from collections import Counter
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from aiohttp import web
 from eth_account import Account
-from eth_account.messages import encode_defunct
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
@@ -25,6 +23,8 @@ from indexer.metrics import Metrics
 from indexer.projector.runner import Projector
 from indexer.store.feeds import stored_records
 from indexer.watcher import Watcher
+from tests.signed_feed import signed as sign_record
+from tests.signed_feed import write_jsonl
 
 NOW = 1_700_000_000
 STAKERS = [Account.from_key(bytes([i + 11]) * 32) for i in range(3)]
@@ -32,25 +32,9 @@ STAKERS = [Account.from_key(bytes([i + 11]) * 32) for i in range(3)]
 pytestmark = pytest.mark.integration
 
 
-def signed(key, *, forger=None, validator="validator-one", action="delegate", points=100, nonce=1,
-           issued_at=NOW - 60, deadline=NOW + 3600) -> dict:  # fmt: skip
-    """A record for `key`'s address, signed by `forger` if given (else by the staker)."""
-    staker = key.address.lower()
-    text = "\n".join(
-        [
-            "Klyntar social delegation",
-            f"staker: {staker}",
-            f"validator: {validator}",
-            f"action: {action}",
-            f"points: {points}",
-            f"nonce: {nonce}",
-            f"issued_at: {issued_at}",
-            f"deadline: {deadline}",
-        ]
-    )
-    signature = Account.sign_message(encode_defunct(text=text), (forger or key).key).signature.to_0x_hex()
-    return {"staker": key.address, "validator": validator, "points": points, "action": action, "nonce": nonce,
-            "issued_at": issued_at, "deadline": deadline, "signature": signature}  # fmt: skip
+def signed(key, *, issued_at=NOW - 60, deadline=NOW + 3600, **fields) -> dict:
+    """A record signed for `key` (see tests/signed_feed.py), dated around NOW by default."""
+    return sign_record(key, issued_at=issued_at, deadline=deadline, **fields)
 
 
 VALID = [
@@ -63,11 +47,6 @@ REPLAYED = signed(STAKERS[0], points=999, nonce=1, validator="validator-evil", i
 EXPIRED = signed(STAKERS[1], points=5, nonce=4, issued_at=NOW - 7200, deadline=NOW - 3600)
 MIXED = [VALID[0], FORGED, VALID[1], REPLAYED, EXPIRED, VALID[2]]
 EXPECTED_REJECTIONS = Counter({"bad_signature": 1, "replayed_nonce": 1, "expired": 1})
-
-
-def write_jsonl(path: Path, records: list, extra_lines: tuple[str, ...] = ()) -> None:
-    lines = [json.dumps(r) for r in records] + list(extra_lines)
-    path.write_text("\n".join(lines) + "\n")
 
 
 def social(chain: SocialChain, db, **kwargs) -> SocialSource:

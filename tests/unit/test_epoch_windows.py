@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from indexer.epochs.close import lagging_sources
 from indexer.epochs.windows import EpochSchedule
 
 GENESIS = 1_767_225_600  # 2026-01-01T00:00:00Z, the shipped chains.yaml genesis
@@ -44,13 +45,23 @@ def test_every_time_lies_in_the_window_of_its_epoch(ts, length):
     assert start <= ts < end and end - start == length
 
 
-def test_can_close_names_every_chain_still_before_the_end():
+def test_an_epoch_waits_for_every_chain_confirmed_past_its_end():
     _, end = SCHEDULE.epoch_bounds(2)
-    cursors = {"tron": end - 1, "ethereum": end, "bsc": end + 30, "arbitrum": None}
-    assert SCHEDULE.can_close(2, cursors) == ["arbitrum", "tron"]
+    frontier = {"tron": (5, end - 1), "ethereum": (9, end), "bsc": (7, end + 30), "arbitrum": (None, None)}
+    assert lagging_sources(end, frontier, {}) == [
+        "arbitrum (confirmed block time None)",
+        f"tron (confirmed block time {end - 1})",
+    ]
+    assert lagging_sources(end, {"ethereum": (9, end), "tron": (5, end + 1)}, {}) == []
 
 
-def test_can_close_is_empty_once_every_cursor_reached_the_end():
+def test_an_epoch_waits_for_every_social_feed_settled_past_its_end():
+    """A feed's settled clock is its last read less its settle time; a feed never read blocks."""
     _, end = SCHEDULE.epoch_bounds(2)
-    assert SCHEDULE.can_close(2, {"ethereum": end, "tron": end + 1}) == []
-    assert SCHEDULE.can_close(1, {"ethereum": end - 1}) == []  # epoch 1 ended a day earlier
+    settle = {"social": 120, "other": 0, "quiet": 60}
+    frontier = {"social": (end + 100, end + 100), "other": (end, end), "quiet": (None, None), "eth": (1, end)}
+    assert lagging_sources(end, frontier, settle) == [
+        "social feed quiet (never read)",
+        f"social feed social (settled clock {end - 20})",
+    ]
+    assert lagging_sources(end, {"social": (end + 120, end + 120)}, settle) == []
