@@ -43,7 +43,7 @@ def _redact(name: Any, value: Any) -> Any:
     """Mask a field's value for display if it is a secret or may carry one."""
     if name == "api_key":
         return "***" if value else value
-    if name in ("rpc", "url", "dsn"):
+    if name in ("rpc", "url", "dsn", "read_dsn"):
         return redact_url(value) if isinstance(value, str) else type(value)(map(redact_url, value))
     return value
 
@@ -161,6 +161,7 @@ class _Model(BaseModel):
 
 class Database(_Model):
     dsn: str = ""  # empty: an embedded Postgres under ./.indexer/
+    read_dsn: str = ""  # the HTTP API's reads (e.g. a streaming replica); empty: `dsn`
 
 
 class Http(_Model):
@@ -180,6 +181,12 @@ class Http(_Model):
 class Epochs(_Model):
     genesis: Annotated[AwareDatetime, AfterValidator(lambda v: v.astimezone(UTC))] = datetime(2026, 1, 1, tzinfo=UTC)
     length_seconds: Annotated[int, Field(gt=0)] = 86400
+    auto_close: bool = False  # `run` closes each epoch by itself (SPEC 9)
+    close_after_seconds: Annotated[int, Field(ge=0)] = 3600  # time after an epoch's end for rewards to be recorded
+
+
+class Verify(_Model):
+    interval_seconds: Annotated[float, Field(ge=0)] = 3600.0  # `run` verifies this often; 0: never
 
 
 def _exact_decimal(value: Any) -> Any:
@@ -324,6 +331,7 @@ class Config(_Model):
     database: Database = Database()
     http: Http = Http()
     epochs: Epochs = Epochs()
+    verify: Verify = Verify()
     validators: tuple[Validator, ...] = ()  # known validator ids
     loyalty: Loyalty | None = None
     chains: Annotated[tuple[Chain, ...], BeforeValidator(_listed)]

@@ -1,6 +1,7 @@
 """chains.yaml: the SPEC example loads, env expansion works, every bad input names its field and why."""
 
 import copy
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -339,7 +340,7 @@ C0 = ("chains", 0, "contracts", 0)
     [
         (
             _set(("colour",), "red"),
-            "colour: unknown key (allowed: database, http, epochs, validators, loyalty, chains)",
+            "colour: unknown key (allowed: database, http, epochs, verify, validators, loyalty, chains)",
         ),
         (_set((*C0, "colour"), "red"), "chains[0].contracts[0].colour: unknown key"),
         (_set(("chains", 1, "colour"), "red"), "chains[1].colour: unknown key"),
@@ -552,3 +553,37 @@ def test_config_module_has_no_global_state_between_loads(tmp_path):
     assert load_config(path, environ={"INDEXER_HTTP": "h:1"}).http.port == 1
     assert load_config(path, environ={}).http.port == 9108
     assert isinstance(load_config(path, environ={}), Config)
+
+
+def test_schedules_and_read_dsn_default_as_spec_section_9():
+    config = parse_config(base())
+    assert (config.epochs.auto_close, config.epochs.close_after_seconds) == (False, 3600)
+    assert config.verify.interval_seconds == 3600 and config.database.read_dsn == ""
+    data = base() | {
+        "epochs": {"auto_close": True, "close_after_seconds": 0},
+        "verify": {"interval_seconds": 0},
+        "database": {"dsn": "postgresql://a:secret@db/x", "read_dsn": "postgresql://r:hidden@replica/x"},
+    }
+    config = parse_config(data)
+    assert (config.epochs.auto_close, config.epochs.close_after_seconds, config.verify.interval_seconds) == (True, 0, 0)
+    shown = json.dumps(config.redacted())
+    assert "secret" not in shown and "hidden" not in shown and "replica" in shown
+
+
+@pytest.mark.parametrize(
+    ("section", "value", "message"),
+    [
+        (
+            "epochs",
+            {"close_after_seconds": -1},
+            "epochs.close_after_seconds: input should be greater than or equal to 0",
+        ),
+        ("verify", {"interval_seconds": -5}, "verify.interval_seconds: input should be greater than or equal to 0"),
+        ("verify", {"every": 5}, "verify.every: unknown key"),
+        ("epochs", {"auto_close": "sometimes"}, "epochs.auto_close: input should be a valid boolean"),
+    ],
+)
+def test_bad_schedule_settings_name_the_field(section, value, message):
+    with pytest.raises(ConfigError) as raised:
+        parse_config(base() | {section: value})
+    assert message in str(raised.value)
