@@ -361,6 +361,23 @@ SELECT e.epoch,
 
 GRANT SELECT ON v_epoch_allocations, v_epochs TO indexer_reader;
 
+-- The HTTP API (indexer/api/, SPEC 9) reads these through indexer_reader: leaves for proofs, totals per asset.
+CREATE OR REPLACE VIEW v_epoch_leaves AS
+SELECT epoch, staker, asset, sum(amount) AS amount
+  FROM epoch_allocations
+ WHERE kind = 'stake'
+ GROUP BY epoch, staker, asset
+HAVING sum(amount) > 0;
+COMMENT ON VIEW v_epoch_leaves IS 'The Merkle leaves of each closed epoch (SPEC 5): per (epoch, staker, asset) the stake allocations summed over validators; commission is not in the tree.';
+
+CREATE OR REPLACE VIEW v_epoch_totals AS
+SELECT epoch, asset, sum(amount) AS amount
+  FROM epoch_rewards
+ GROUP BY epoch, asset;
+COMMENT ON VIEW v_epoch_totals IS 'Each epoch''s recorded rewards summed per asset (for a closed epoch: what its allocations sum to).';
+
+GRANT SELECT ON v_epoch_leaves, v_epoch_totals TO indexer_reader;
+
 -- ---------------------------------------------------------------------------
 -- Loyalty boost program (SPEC section 6). Operators fill loyalty_activity and
 -- asset_prices; `indexer points compute` (indexer/points/runner.py) owns

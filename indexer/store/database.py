@@ -44,3 +44,27 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 4) -> asyn
 async def apply_schema(pool: asyncpg.Pool) -> list[str]:
     """Apply the migrations the database lacks (the names applied); safe to run from several processes at once."""
     return await migrate(pool)
+
+
+READER_ROLE = "indexer_reader"  # schema.sql's read-only role: SELECT on the granted views, nothing else
+
+
+async def _reader_session(conn: asyncpg.Connection) -> None:
+    """Each new read connection acts as the read-only role (RESET ALL, run on release, keeps it)."""
+    await conn.execute(f"SET ROLE {READER_ROLE}")
+
+
+async def create_read_pool(
+    dsn: str, *, max_size: int = 6, statement_timeout: float = 2.0, connect_timeout: float = 5.0
+) -> asyncpg.Pool:
+    """A small pool for read-only queries (the HTTP API): every connection runs `SET ROLE indexer_reader`
+    and a `statement_timeout`; connections open on demand, so an unreachable server fails requests, not the start.
+    """
+    return await asyncpg.create_pool(
+        dsn,
+        min_size=0,
+        max_size=max_size,
+        timeout=connect_timeout,
+        init=_reader_session,
+        server_settings={"statement_timeout": str(int(statement_timeout * 1000)), "application_name": "indexer-api"},
+    )
