@@ -1,4 +1,5 @@
-"""The operator's HTTP endpoints: `/metrics` (Prometheus), `/healthz` (alive) and `/readyz` (doing its job).
+"""The operator's HTTP endpoints: `/metrics` (Prometheus), `/healthz` (alive) and `/readyz` (doing its job),
+and, given a read pool, the read-only /v1 API (`indexer.api`).
 
 `/readyz` answers 200 when the database answers within a short timeout and every
 watched chain's cursor was updated (by whichever process owns the chain) within
@@ -21,6 +22,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from indexer.api import Api
 from indexer.metrics import Metrics
 from indexer.store import health
 
@@ -49,6 +51,7 @@ class HttpServer:
         min_stall_seconds: float = 0.0,
         db_timeout: float = 2.0,
         projected_chains: Sequence[str] | None = None,
+        read_pool: asyncpg.Pool | None = None,
     ) -> None:
         self.metrics = metrics
         self.pool = pool
@@ -60,6 +63,9 @@ class HttpServer:
         self.app.router.add_get("/metrics", self.handle_metrics)
         self.app.router.add_get("/healthz", self.handle_healthz)
         self.app.router.add_get("/readyz", self.handle_readyz)
+        self.api = Api(read_pool) if read_pool is not None else None  # the /v1 API reads through its own pool
+        if self.api is not None:
+            self.api.mount(self.app)
         self._runner: web.AppRunner | None = None
         self._ready: bool | None = None
         self.port: int | None = None

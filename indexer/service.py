@@ -25,7 +25,7 @@ from indexer.ownership import owned, process_name
 from indexer.projector.runner import Projector, run_projector
 from indexer.runtime import tune_gc
 from indexer.store.cursors import load_pool_names, record_health, record_owner
-from indexer.store.database import apply_schema, create_pool, embedded_dsn
+from indexer.store.database import apply_schema, create_pool, create_read_pool, embedded_dsn
 from indexer.store.feeds import stored_records
 from indexer.watcher import Watcher
 
@@ -132,16 +132,22 @@ async def run(config, *, once: bool) -> None:
     try:
         await check_variants(config.chains)  # a misconfigured contract stops the start before anything is written
         async with open_database(config) as pool:
-            server = None
+            server = read_pool = None
             if not once:  # `run --once` is for scripts: no port to clash on
                 watched = [c for c in config.chains if c.kind in NODE_CHAINS]
-                server = HttpServer(metrics, pool, watched, projected_chains=[c.name for c in watched])
+                # The /v1 API reads as indexer_reader through its own small pool (a replica's, when read_dsn is set).
+                read_pool = await create_read_pool(config.database.read_dsn or config.database.dsn or embedded_dsn())
+                server = HttpServer(
+                    metrics, pool, watched, projected_chains=[c.name for c in watched], read_pool=read_pool
+                )
                 await server.start(config.http.host, config.http.port)
             try:
                 await index_chains(config, pool, stop, once=once, metrics=metrics)
             finally:
                 if server is not None:
                     await server.stop()
+                if read_pool is not None:
+                    await read_pool.close()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
