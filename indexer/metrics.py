@@ -138,6 +138,29 @@ class Metrics:
         self.database_up = Gauge(
             "indexer_database_up", "1 if the last read of the database for metrics succeeded", registry=r
         )
+        # What the service does by itself (SPEC 9); set by the process holding the projector's lock.
+        self.validators_without_reward = Gauge(
+            "indexer_epoch_validators_without_reward",
+            "Validators that had stake in the epoch closed last by the service but no recorded reward",
+            registry=r,
+        )
+        self.verify_mismatches = Gauge(
+            "indexer_verify_mismatches",
+            "Readings that differed from the projections (or failed) at the last periodic verify",
+            ["chain", "contract"],
+            registry=r,
+        )
+        self.verify_readings = Counter(
+            "indexer_verify_readings", "Contract readings made by the periodic verify", registry=r
+        )
+        self.verify_last_success = Gauge(
+            "indexer_verify_last_success_timestamp_seconds",
+            "Unix time the last periodic verify ran through",
+            registry=r,
+        )
+        self.verify_interval = Gauge(
+            "indexer_verify_interval_seconds", "How often the service verifies (0: never)", registry=r
+        )
         self.build = Info("indexer_build", "Version of the running indexer", registry=r)
         self.build.info({"version": version, "python": platform.python_version()})
         if Path("/proc/self/stat").exists():  # Linux: start time, CPU, memory, file descriptors
@@ -199,6 +222,17 @@ class Metrics:
     def feed_late(self, feed: str, records: int) -> None:
         """`records` of feed `feed` came in dated before what the projector may already have folded."""
         self.feed_records_late.labels(feed).inc(records)
+
+    def verified(self, contracts: Sequence[tuple[str, str]], mismatched: Sequence[tuple[str, str]], readings: int,
+                 now: float) -> None:  # fmt: skip
+        """A periodic verify ran through: per (chain, contract) the mismatches it found (0 for the others)."""
+        self.verify_mismatches.clear()
+        for chain, contract in contracts:
+            self.verify_mismatches.labels(chain, contract).set(0)
+        for chain, contract in mismatched:
+            self.verify_mismatches.labels(chain, contract).inc()
+        self.verify_readings.inc(readings)
+        self.verify_last_success.set(now)
 
     def exposition(self) -> bytes:
         """The registry in Prometheus text format."""

@@ -24,6 +24,7 @@ from indexer.metrics import Metrics
 from indexer.ownership import owned, process_name
 from indexer.projector.runner import Projector, run_projector
 from indexer.runtime import tune_gc
+from indexer.schedules import run_schedules
 from indexer.store.cursors import load_pool_names, record_health, record_owner
 from indexer.store.database import apply_schema, create_pool, create_read_pool, embedded_dsn
 from indexer.store.feeds import stored_records
@@ -74,7 +75,7 @@ async def index_chains(
                 group.create_task(_owned_chain(watcher, pool, stop, once, failed), name=f"watch:{source.name}")
             if projector is not None and not once:
                 interval = min((c.poll_interval_seconds for c in config.chains), default=1.0)
-                group.create_task(_owned_projector(projector, pool, stop, interval), name="projector")
+                group.create_task(_owned_projector(projector, pool, stop, interval, config, metrics), name="projector")
         if projector is not None and once:
             async with owned(pool, "projector", stop, wait=False, retry_seconds=0) as mine:
                 if mine:  # else another process projects
@@ -86,12 +87,17 @@ async def index_chains(
             await source.close()
 
 
-async def _owned_projector(projector: Projector, pool: asyncpg.Pool, stop: asyncio.Event, interval: float) -> None:
-    """Project in exactly one process: the one holding the projector's lock."""
+async def _owned_projector(
+    projector: Projector, pool: asyncpg.Pool, stop: asyncio.Event, interval: float, config, metrics: Metrics | None
+) -> None:
+    """Project, and run the schedules (auto close, daily points, verify), in exactly one process: the one
+    holding the projector's lock."""
     async with owned(pool, "projector", stop, wait=True, retry_seconds=interval) as mine:
         if mine:
             log.info("projector_owned", owner=process_name())
-            await run_projector(projector, stop, interval=interval)
+            async with asyncio.TaskGroup() as group:
+                group.create_task(run_projector(projector, stop, interval=interval), name="project")
+                group.create_task(run_schedules(pool, config, metrics, stop, interval=interval), name="schedules")
 
 
 async def _owned_chain(watcher: Watcher, pool: asyncpg.Pool, stop: asyncio.Event, once: bool, failed: list) -> None:

@@ -45,6 +45,7 @@ class CloseResult:
     root: str | None  # 0x hex; None when no staker got anything
     total: int
     already_closed: bool
+    validators_without_reward: tuple[str, ...] = ()  # had stake in the epoch, no reward recorded (this close only)
 
 
 def schedule(config) -> EpochSchedule:
@@ -187,7 +188,9 @@ async def close_epoch(pool: asyncpg.Pool, config, epoch: int) -> CloseResult:
         root = "0x" + merkle.root(merkle.build_tree(list(leaves))).hex() if leaves else None
         total = sum(amount for _, _, amount in rewards)
         await store.write_close(conn, epoch, rows, root, total)
-    return CloseResult(epoch, root, total, False)
+    staked = {validator for (_, validator, _), s in seconds.items() if s > 0}
+    unrewarded = tuple(sorted(staked - {validator for validator, _, _ in rewards}))
+    return CloseResult(epoch, root, total, False, unrewarded)
 
 
 async def proof(pool: asyncpg.Pool | asyncpg.Connection, epoch: int, staker: str) -> dict:

@@ -89,6 +89,11 @@ async def rewards(conn: asyncpg.Connection | asyncpg.Pool, epoch: int) -> list[t
     return [(r[0], r[1], int(r[2])) for r in rows]
 
 
+async def closed_epochs(conn: asyncpg.Connection | asyncpg.Pool) -> set[int]:
+    """The numbers of every closed epoch."""
+    return {r[0] for r in await conn.fetch("SELECT epoch FROM epochs WHERE closed_at IS NOT NULL")}
+
+
 async def confirmed_times(conn: asyncpg.Connection | asyncpg.Pool, chains: Iterable[str]) -> dict[str, tuple]:
     """Per chain: (confirmed block, confirmed block time); (None, None) for a chain not indexed yet."""
     names = sorted(chains)

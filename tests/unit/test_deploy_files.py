@@ -77,6 +77,7 @@ def exported_series() -> tuple[set[str], dict[str, set[str]], dict[str, set[str]
     metrics.reorg("c", 3)
     metrics.apply_reading(Reading(chains=(), frontier_time=None, foldable_time=None, epochs_closed=1))
     metrics.feed_rejected("f", "malformed")
+    metrics.verified([("c", "k")], [("c", "k")], 5, now=2.0)
 
     suffixes = {
         "counter": ("_total", "_created"),
@@ -241,6 +242,8 @@ def test_dashboard_panels() -> None:
         "indexer_events_ingested_total",
         "indexer_rpc_errors_total",
         "indexer_reorgs_total",
+        "indexer_verify_mismatches",
+        "indexer_verify_last_success_timestamp_seconds",
     ):
         assert metric in exprs, f"no panel shows {metric}"
     sql = [t["rawSql"] for t in dashboard_targets() if "rawSql" in t]

@@ -65,3 +65,27 @@ def test_an_epoch_waits_for_every_social_feed_settled_past_its_end():
         f"social feed social (settled clock {end - 20})",
     ]
     assert lagging_sources(end, {"social": (end + 120, end + 120)}, settle) == []
+
+
+@given(
+    length=st.integers(1, 5_000),
+    close_after=st.integers(0, 20_000),
+    ends_passed=st.one_of(st.none(), st.integers(-5, 60)),
+    slack=st.floats(0, 0.999),
+    closed=st.sets(st.integers(0, 70), max_size=20),
+)
+def test_due_epochs_are_exactly_the_open_ones_whose_end_and_grace_have_passed(
+    length, close_after, ends_passed, slack, closed
+):
+    from indexer.schedules import due_epochs
+
+    horizon = None if ends_passed is None else GENESIS + close_after + int((ends_passed + slack) * length)
+    due = due_epochs(GENESIS, length, close_after, horizon, closed)
+    assert due == sorted(due) and not set(due) & closed
+    if horizon is None:
+        assert due == []
+        return
+    schedule = EpochSchedule(GENESIS, length)
+    for n in range(0, 70):
+        end = schedule.epoch_bounds(n)[1]
+        assert (n in due) == (end + close_after <= horizon and n not in closed), n

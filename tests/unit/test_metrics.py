@@ -256,3 +256,21 @@ def test_registries_are_independent() -> None:
     one.reorg("c", 1)
     assert value(one, "indexer_reorgs_total", chain="c") == 1
     assert value(two, "indexer_reorgs_total", chain="c") is None
+
+
+def test_a_periodic_verify_sets_every_contracts_mismatches_and_the_time_it_ran_through():
+    from prometheus_client import CollectorRegistry
+
+    from indexer.metrics import Metrics
+
+    metrics = Metrics(CollectorRegistry())
+    value = metrics.registry.get_sample_value
+    contracts = [("local", "klyeth"), ("local", "klynft")]
+    metrics.verified(contracts, [("local", "klyeth"), ("local", "klyeth")], 40, now=1_800_000_000.0)
+    assert value("indexer_verify_mismatches", {"chain": "local", "contract": "klyeth"}) == 2
+    assert value("indexer_verify_mismatches", {"chain": "local", "contract": "klynft"}) == 0
+    assert value("indexer_verify_readings_total") == 40
+    assert value("indexer_verify_last_success_timestamp_seconds") == 1_800_000_000
+    metrics.verified(contracts, [], 40, now=1_800_000_060.0)  # after a reproject: back to 0
+    assert value("indexer_verify_mismatches", {"chain": "local", "contract": "klyeth"}) == 0
+    assert value("indexer_verify_readings_total") == 80
