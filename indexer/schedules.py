@@ -21,13 +21,13 @@ not needed here, and their own threads and clocks would be one more thing to sto
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import structlog
 
+from indexer import clock
 from indexer.clock import sleep_unless
 from indexer.epochs.close import close_epoch, feed_settle_seconds, lagging_sources, node_chains, schedule
 from indexer.errors import IndexerError
@@ -91,12 +91,13 @@ async def auto_close(pool: asyncpg.Pool, config, metrics: Metrics | None, stop: 
 
 
 async def daily_points(
-    pool: asyncpg.Pool, config, stop: asyncio.Event, *, retry: float, now: Callable[[], float] = time.time
+    pool: asyncpg.Pool, config, stop: asyncio.Event, *, retry: float, now: Callable[[], float] | None = None
 ) -> None:
     """Compute loyalty points through the last complete UTC day, once a day, until `stop`; a day the chains have
     not confirmed yet is tried again every `retry` seconds."""
     from indexer.points.runner import compute_points
 
+    now = now or (lambda: clock.current().time())
     done = None
     while not stop.is_set():
         through = datetime.fromtimestamp(now(), UTC).date() - timedelta(days=1)
@@ -111,11 +112,12 @@ async def daily_points(
 
 
 async def periodic_verify(
-    pool: asyncpg.Pool, config, metrics: Metrics, stop: asyncio.Event, *, now: Callable[[], float] = time.time
+    pool: asyncpg.Pool, config, metrics: Metrics, stop: asyncio.Event, *, now: Callable[[], float] | None = None
 ) -> None:
     """Run `verify` every `verify.interval_seconds` until `stop`; its result goes to the metrics."""
     from indexer.verify import verify
 
+    now = now or (lambda: clock.current().time())
     interval = config.verify.interval_seconds
     contracts = [(c.name, k.name) for c in config.chains if c.kind == "evm" for k in c.contracts]
     while not stop.is_set():

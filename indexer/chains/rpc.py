@@ -18,6 +18,7 @@ import aiohttp
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 from web3 import AsyncHTTPProvider
 
+from indexer import clock
 from indexer.errors import RpcError
 from indexer.redact import redact_url
 
@@ -58,18 +59,26 @@ class RpcClient:
         cooldown: float = 30.0,
         max_backoff: float = 5.0,
         observer: Observer | None = None,
+        providers: Sequence[Any] | None = None,
     ) -> None:
+        """`providers` (one per URL) replace the HTTP providers: the simulation's nodes."""
         if not urls:
             raise ValueError(f"chain {chain}: no RPC URL")
         self.chain = chain
         self._urls = list(urls)
         self._labels = [redact_url(u) for u in urls]
-        self._providers = [
-            AsyncHTTPProvider(
-                u, request_kwargs={"timeout": aiohttp.ClientTimeout(total=timeout)}, exception_retry_configuration=None
-            )
-            for u in urls
-        ]
+        self._providers = (
+            list(providers)
+            if providers is not None
+            else [
+                AsyncHTTPProvider(
+                    u,
+                    request_kwargs={"timeout": aiohttp.ClientTimeout(total=timeout)},
+                    exception_retry_configuration=None,
+                )
+                for u in urls
+            ]
+        )
         self._unhealthy_until = [0.0] * len(urls)
         self._current = 0
         self._attempts = attempts
@@ -101,6 +110,7 @@ class RpcClient:
                 wait=wait_exponential_jitter(multiplier=0.05, max=self._max_backoff, jitter=0.1),
                 retry=retry_if_exception_type(TransportError),
                 reraise=True,
+                sleep=_sleep,
             ):
                 with attempt:
                     return await self._send_once(label, calls)
@@ -143,7 +153,7 @@ class RpcClient:
                 self._observer(label, self._labels[index], time.perf_counter() - started, error_kind)
 
     def _pick_url(self) -> int:
-        now = time.monotonic()
+        now = clock.current().monotonic()
         for offset in range(len(self._urls)):
             index = (self._current + offset) % len(self._urls)
             if self._unhealthy_until[index] <= now:
@@ -154,7 +164,7 @@ class RpcClient:
         return self._current
 
     def _failed(self, index: int, reason: str) -> TransportError:
-        self._unhealthy_until[index] = time.monotonic() + self._cooldown
+        self._unhealthy_until[index] = clock.current().monotonic() + self._cooldown
         self._current = (index + 1) % len(self._urls)
         return TransportError(reason)
 
@@ -162,6 +172,11 @@ class RpcClient:
         """Close every HTTP session."""
         for provider in self._providers:
             await provider.disconnect()
+
+
+async def _sleep(seconds: float) -> None:
+    """The retry waits, on the current clock (a simulation's, in a simulation)."""
+    await clock.current().sleep(seconds)
 
 
 def _unpack(raw: Any, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ import aiohttp
 import structlog
 
 from indexer.batch import Batch, BlockRef
+from indexer.clock import current as current_clock
 from indexer.decode.social import (
     Content,
     Judgement,
@@ -90,13 +90,13 @@ class SocialSource:
         chain: Any,
         *,
         load_stored: Callable[[], Awaitable[StoredRecords]],
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         request_timeout: float = REQUEST_TIMEOUT_SECONDS,
         metrics: Any = None,
     ) -> None:
         self.chain = chain
         self.name: str = chain.name
-        self.clock = clock
+        self.clock = clock or (lambda: current_clock().time())  # unix seconds
         self.metrics = metrics
         self.settle: int = chain.settle_seconds  # how far back the projector may already have folded
         self.request_timeout = request_timeout
