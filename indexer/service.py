@@ -7,6 +7,7 @@ import contextlib
 import functools
 import signal
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import asyncpg
 import structlog
@@ -14,8 +15,6 @@ from prometheus_client import CollectorRegistry
 
 from indexer.chains.evm import EvmSource
 from indexer.chains.rpc import RpcClient
-from indexer.chains.social import SocialSource
-from indexer.chains.tron import TronSource
 from indexer.chains.variants import check_variants
 from indexer.decode.calldata import names_by_hash
 from indexer.errors import IndexerError
@@ -24,14 +23,16 @@ from indexer.metrics import Metrics
 from indexer.ownership import owned, process_name
 from indexer.projector.runner import Projector, run_projector
 from indexer.runtime import tune_gc
-from indexer.schedules import run_schedules
 from indexer.store.cursors import load_pool_names, record_health, record_owner
 from indexer.store.database import apply_schema, create_pool, create_read_pool, embedded_dsn
-from indexer.store.feeds import stored_records
 from indexer.watcher import Watcher
+
+if TYPE_CHECKING:
+    from indexer.chains.tron import TronSource
 
 log = structlog.get_logger(__name__)
 NODE_CHAINS = ("evm", "tron")  # chains with blocks, followed by a Watcher
+ONCE_PROJECT_WAIT_SECONDS = 0.05  # `run --once`: how long the projector waits when the watchers have nothing new
 
 
 @contextlib.asynccontextmanager
@@ -48,11 +49,27 @@ async def open_database(config) -> AsyncIterator[asyncpg.Pool]:
 
 def build_source(chain, known_pools: dict[str, str], metrics: Metrics | None = None) -> EvmSource | TronSource:
     """The source for one configured chain (EVM or TRON)."""
-    if chain.kind == "tron":
+    if chain.kind == "tron":  # tronpy loads only for a TRON chain: `run` starts sooner without one
+        from indexer.chains.tron import TronSource
+
         return TronSource(chain, pool_names=known_pools)
     observer = metrics.rpc_observer(chain.name) if metrics is not None else None
     rpc = RpcClient(chain.name, chain.rpc, timeout=chain.request_timeout_seconds, observer=observer)
     return EvmSource(chain, rpc, known_pools)
+
+
+def build_feeds(config, pool: asyncpg.Pool, metrics: Metrics | None = None) -> list:
+    """The sources of the configured social feeds (their modules load only when there is one)."""
+    chains = [chain for chain in config.chains if chain.kind == "social"]
+    if not chains:
+        return []
+    from indexer.chains.social import SocialSource
+    from indexer.store.feeds import stored_records
+
+    return [
+        SocialSource(chain, load_stored=functools.partial(stored_records, pool, chain.name), metrics=metrics)
+        for chain in chains
+    ]
 
 
 async def index_chains(
@@ -61,25 +78,23 @@ async def index_chains(
     """Run every chain's watcher and the projector until done (`once`) or until `stop` is set."""
     known = await load_pool_names(pool) | names_by_hash(v.id for v in config.validators)
     sources = [build_source(chain, known, metrics) for chain in config.chains if chain.kind in NODE_CHAINS]
-    feeds = [
-        SocialSource(chain, load_stored=functools.partial(stored_records, pool, chain.name), metrics=metrics)
-        for chain in config.chains
-        if chain.kind == "social"
-    ]
+    feeds = build_feeds(config, pool, metrics)
     projector = Projector(pool, config) if project else None
     failed: list[IndexerError] = []
     try:
         async with asyncio.TaskGroup() as group:
-            for source in [*sources, *feeds]:
-                watcher = Watcher(source, source.chain, pool, metrics=metrics)
-                group.create_task(_owned_chain(watcher, pool, stop, once, failed), name=f"watch:{source.name}")
+            watchers = [
+                group.create_task(
+                    _owned_chain(Watcher(source, source.chain, pool, metrics=metrics), pool, stop, once, failed),
+                    name=f"watch:{source.name}",
+                )
+                for source in [*sources, *feeds]
+            ]
             if projector is not None and not once:
                 interval = min((c.poll_interval_seconds for c in config.chains), default=1.0)
                 group.create_task(_owned_projector(projector, pool, stop, interval, config, metrics), name="projector")
-        if projector is not None and once:
-            async with owned(pool, "projector", stop, wait=False, retry_seconds=0) as mine:
-                if mine:  # else another process projects
-                    await projector.step()
+            elif projector is not None:
+                group.create_task(_project_while(projector, pool, stop, watchers), name="projector")
         if failed:
             raise failed[0]
     finally:
@@ -87,11 +102,30 @@ async def index_chains(
             await source.close()
 
 
+async def _project_while(
+    projector: Projector, pool: asyncpg.Pool, stop: asyncio.Event, watchers: list[asyncio.Task]
+) -> None:
+    """`run --once`: fold what the watchers commit while they index, then the rest once they are done.
+
+    The frontier says what each step may fold, whatever the watchers are doing, so folding while they
+    write gives the same tables as folding after them. Only in the process holding the projector's lock.
+    """
+    async with owned(pool, "projector", stop, wait=False, retry_seconds=0) as mine:
+        if not mine:  # another process projects
+            return
+        while not all(watcher.done() for watcher in watchers):
+            if not await projector.step():  # nothing new committed yet: wait for a batch or the end
+                await asyncio.wait(watchers, timeout=ONCE_PROJECT_WAIT_SECONDS)
+        await projector.step()  # what the last batches committed
+
+
 async def _owned_projector(
     projector: Projector, pool: asyncpg.Pool, stop: asyncio.Event, interval: float, config, metrics: Metrics | None
 ) -> None:
     """Project, and run the schedules (auto close, daily points, verify), in exactly one process: the one
     holding the projector's lock."""
+    from indexer.schedules import run_schedules  # only the process holding the projector runs them
+
     async with owned(pool, "projector", stop, wait=True, retry_seconds=interval) as mine:
         if mine:
             log.info("projector_owned", owner=process_name())
