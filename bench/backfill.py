@@ -285,13 +285,27 @@ async def breakdown_pass(dsn: str, deployment, url: str) -> tuple[float, float, 
     stages.wrap(LogDecoder, "decode", "decode")
     stages.wrap(watcher, "write_batch", "COPY and insert (event log, cursor)")
     stages.wrap(runner.Projector, "step", "projection (steps, incl. reads)")
+    stages.wrap(watcher.Watcher, "run", "watchers (to their last batch committed)")
+    steps = Counter()
+    step = runner.Projector.step
+
+    async def counted(self):
+        steps["steps"] += 1
+        steps["events"] += (folded := await step(self))
+        return folded
+
+    runner.Projector.step = counted
     try:
         started = time.perf_counter()
         await index_chains(config, pool, asyncio.Event(), once=True)
         wall = time.perf_counter() - started
     finally:
+        runner.Projector.step = step
         stages.restore()
         await pool.close()
+    stages.seconds[f"projection after the watchers ({steps['steps']} steps in all)"] = (
+        wall - stages.seconds["watchers (to their last batch committed)"]
+    )
     return schema, wall, stages.seconds
 
 
@@ -315,6 +329,10 @@ async def dense(args) -> None:
             await fresh_database(args.server), node.url, deployment.native_v1, head, 10_000
         )
         wall, cpu, rss = process_run(await fresh_database(args.server), deployment, node.url)
+        if args.lean:  # a long backfill: the process against the bare pipe only
+            line = f"{bare_events / wall:,.0f} events/s, {bare / wall:.2f}x the bare pipe ({bare_events / bare:,.0f}/s)"
+            print(f"\nindexer run --once process: {bare_events:,} events in {wall:.1f} s = {line}; peak RSS {rss:.0f} MB")
+            return
         imports = import_seconds()
         schema, staged, stages = await breakdown_pass(await fresh_database(args.server), deployment, node.url)
         dsn = await fresh_database(args.server)
@@ -392,6 +410,7 @@ def main() -> None:
     parser.add_argument("--default-gc", action="store_true", help="keep Python's default GC thresholds")
     parser.add_argument("--skip-baseline", action="store_true", help="skip the slow naive baseline")
     parser.add_argument("--skip-sparse", action="store_true", help="skip the sparse-chain call count")
+    parser.add_argument("--lean", action="store_true", help="only the process and the bare pipe (long backfills)")
     args = parser.parse_args()
     configure_logging("warning")
     asyncio.run(dense(args))

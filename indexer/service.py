@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 NODE_CHAINS = ("evm", "tron")  # chains with blocks, followed by a Watcher
-ONCE_PROJECT_WAIT_SECONDS = 0.05  # `run --once`: how long the projector waits when the watchers have nothing new
+ONCE_PROJECT_WAIT_SECONDS = 0.25  # `run --once`: the projector's pause between steps while the watchers write
 
 
 @contextlib.asynccontextmanager
@@ -114,8 +114,8 @@ async def _project_while(
         if not mine:  # another process projects
             return
         while not all(watcher.done() for watcher in watchers):
-            if not await projector.step():  # nothing new committed yet: wait for a batch or the end
-                await asyncio.wait(watchers, timeout=ONCE_PROJECT_WAIT_SECONDS)
+            await projector.step()
+            await asyncio.wait(watchers, timeout=ONCE_PROJECT_WAIT_SECONDS)  # let a few batches come in
         await projector.step()  # what the last batches committed
 
 
