@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test unit bench clean
+.PHONY: setup demo test unit bench simulate clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -30,6 +30,14 @@ unit: setup
 
 bench: setup
 	$(BIN)/python bench/backfill.py
+
+# Deterministic simulation (indexer/simulation): SEEDS schedules from START, or one SEED; PLANT=name|list.
+SEEDS ?= 1000
+START ?= 0
+JOBS ?= 2
+simulate: setup
+	@$(BIN)/python -m indexer.simulation --seeds $(SEEDS) --start $(START) --jobs $(JOBS) \
+		$(if $(SEED),--seed $(SEED)) $(if $(PLANT),--plant $(PLANT))
 
 clean:
 	rm -rf $(VENV) node_modules .indexer

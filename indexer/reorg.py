@@ -20,7 +20,7 @@ import asyncpg
 import structlog
 
 from indexer.batch import BlockRef
-from indexer.errors import ReorgBelowClosedEpoch, ReorgTooDeep
+from indexer.errors import ReorgBelowClosedEpoch, ReorgTooDeep, RetryableError
 
 log = structlog.get_logger(__name__)
 
@@ -46,13 +46,24 @@ def common_ancestor(remembered: Sequence[BlockRef], canonical: Mapping[int, Bloc
     return None
 
 
+# How many polls in a row must find none of the remembered blocks on the node's chain before the reorg is
+# declared deeper than the window: one answer of a node that lags or sits on a stale branch must not stop a
+# chain for good (the simulation found that; see tests/fixtures/simulation_regressions.txt).
+TOO_DEEP_AFTER = 3
+
+
+class NoCommonAncestor(RetryableError):
+    """None of the remembered blocks is on the node's chain: asked again before it is called too deep."""
+
+
 async def repair(
-    pool: asyncpg.Pool, source: Any, chain: str, cursor: BlockRef, *, window: int, metrics: Any
+    pool: asyncpg.Pool, source: Any, chain: str, cursor: BlockRef, *, window: int, metrics: Any, attempt: int = 1
 ) -> BlockRef:
     """Rewind `chain` to the newest remembered block the node still has; returns the new cursor.
 
-    Raises ReorgTooDeep when no remembered block is on the node's chain any more, and
-    ReorgBelowClosedEpoch (nothing rewound) when the ancestor lies inside a closed reward epoch.
+    When no remembered block is on the node's chain: NoCommonAncestor (retryable) for the first
+    `TOO_DEEP_AFTER - 1` attempts in a row, then ReorgTooDeep. ReorgBelowClosedEpoch (nothing rewound)
+    when the ancestor lies inside a closed reward epoch.
     """
     # Imported here: the sources use this module's pure checks and must not pull in the store with them.
     from indexer.store.cursors import load_recent_blocks
@@ -62,6 +73,11 @@ async def repair(
     ancestor = common_ancestor(remembered, await source.blocks([b.number for b in remembered]))
     if ancestor is None:
         oldest = remembered[-1].number if remembered else cursor.number
+        if attempt < TOO_DEEP_AFTER:
+            raise NoCommonAncestor(
+                f"chain {chain}: none of the remembered blocks {oldest}..{cursor.number} is on the node's chain "
+                f"(attempt {attempt} of {TOO_DEEP_AFTER}): asking again"
+            )
         log.error("reorg_too_deep", chain=chain, block=cursor.number, oldest_remembered=oldest)
         raise ReorgTooDeep(
             f"chain {chain}: the chain reorganized below block {oldest}, the oldest block hash kept "

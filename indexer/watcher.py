@@ -83,6 +83,7 @@ class Watcher:
         self.keep_blocks = keep_blocks if keep_blocks is not None else max(2 * source.confirmations, 64)
         self.log = log.bind(chain=chain.name)
         self.events_written = 0
+        self.ancestor_misses = 0  # polls in a row that found no remembered block on the node's chain
 
     async def run(self, stop: asyncio.Event, *, once: bool) -> None:
         """Index to the confirmed head; with `once` return then, else keep following until `stop` is set."""
@@ -133,8 +134,13 @@ class Watcher:
         if cursor is not None and (canonical is None or canonical.hash != cursor.hash):
             if canonical is None and head >= cursor.number:
                 raise RetryableError(f"chain {self.chain.name}: the node has no block {cursor.number} (lagging node?)")
-            cursor = await reorg.repair(self.pool, self.source, self.chain.name, cursor, window=self.keep_blocks,
-                                        metrics=self.metrics)  # fmt: skip
+            try:
+                cursor = await reorg.repair(self.pool, self.source, self.chain.name, cursor, window=self.keep_blocks,
+                                            metrics=self.metrics, attempt=self.ancestor_misses + 1)  # fmt: skip
+            except reorg.NoCommonAncestor:
+                self.ancestor_misses += 1
+                raise
+            self.ancestor_misses = 0
         confirmed = head - self.source.confirmations
         final = getattr(self.source, "solidified", None)  # TRON: the node says which block is final
         if final is not None:

@@ -255,7 +255,7 @@ def _unstake(state: WorldState, c: ContractState, caller: str, pool: str, value:
         out = [_burn(c, caller, value)]
         del c.token_pool[value]
     else:
-        c.pools[pool] -= value
+        c.pools[pool] = c.pools.get(pool, 0) - value  # a zero-amount unstake may name a pool never staked in
         out = [_burn(c, caller, value)]
     if c.info.version == 2:
         out.append(_staking_log(c, "unstake_request", caller, pool, value, unlock))

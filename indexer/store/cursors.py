@@ -25,9 +25,14 @@ async def load_cursor(conn: asyncpg.Connection | asyncpg.Pool, chain: str) -> Bl
 async def record_head(
     conn: asyncpg.Connection | asyncpg.Pool, chain: str, head_block: int, confirmed_block: int
 ) -> None:
-    """Note the node's head on a poll that found nothing new to index."""
+    """Note the node's head on a poll that found nothing new to index.
+
+    The confirmed block never goes back on a node's word (a lagging node answers a lower head):
+    only a reorg's rewind lowers it.
+    """
     await conn.execute(
-        """UPDATE chain_cursors SET head_block = $2, confirmed_block = $3, updated_at = now() WHERE chain = $1""",
+        """UPDATE chain_cursors SET head_block = $2, confirmed_block = GREATEST(confirmed_block, $3),
+                  updated_at = now() WHERE chain = $1""",
         chain,
         head_block,
         confirmed_block,

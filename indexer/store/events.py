@@ -79,6 +79,21 @@ async def prepare_connection(conn: asyncpg.Connection) -> None:
     await conn.execute(_CREATE_STAGING)
 
 
+async def empty_staging(conn: asyncpg.Connection) -> None:
+    """Empty this connection's staging tables, as a commit does (they are ON COMMIT DELETE ROWS).
+
+    Only the simulation needs it: a whole schedule there is one transaction (rolled back at its end),
+    in which each transaction of the code under test is a savepoint, whose release commits nothing.
+    """
+    await conn.execute(
+        """DO $$ DECLARE t text; BEGIN
+             FOR t IN SELECT relname FROM pg_class WHERE relnamespace = pg_my_temp_schema() AND relkind = 'r' LOOP
+               EXECUTE format('TRUNCATE %I', t);
+             END LOOP;
+           END $$"""
+    )
+
+
 async def save_pool_names(conn: asyncpg.Connection, names: Mapping[str, str]) -> None:
     """Remember pool names and resolve every stored event that waited for one of them."""
     if not names:
@@ -104,7 +119,7 @@ WITH moved AS (
     ON CONFLICT (chain) DO UPDATE SET
         block_number = EXCLUDED.block_number, block_hash = EXCLUDED.block_hash,
         block_time = EXCLUDED.block_time, head_block = EXCLUDED.head_block,
-        confirmed_block = EXCLUDED.confirmed_block, updated_at = now()
+        confirmed_block = GREATEST(c.confirmed_block, EXCLUDED.confirmed_block), updated_at = now()
     WHERE c.block_number = $8 AND ($13::text IS NULL OR c.block_hash = $13)
     RETURNING 1
 ), inserted AS (
@@ -241,7 +256,7 @@ async def rewind(conn: asyncpg.Connection, chain: str, ancestor: BlockRef, orpha
         await conn.execute("DELETE FROM recent_blocks WHERE chain = $1 AND block_number > $2", chain, ancestor.number)
         await conn.execute(
             """UPDATE chain_cursors SET block_number = $2, block_hash = $3, block_time = to_timestamp($4),
-                      updated_at = now()
+                      confirmed_block = LEAST(confirmed_block, $2), updated_at = now()
                 WHERE chain = $1""",
             chain,
             ancestor.number,
