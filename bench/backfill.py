@@ -325,14 +325,19 @@ async def dense(args) -> None:
         await w3.provider.disconnect()
         print(f"set-up: {args.events:,} events in {head:,} blocks on anvil in {time.perf_counter() - started:.1f} s")
 
+        for _ in range(args.lean):  # a long backfill, on one chain: the process against the bare pipe only
+            bare, bare_events = await bare_pipe(
+                await fresh_database(args.server), node.url, deployment.native_v1, head, 10_000
+            )
+            wall, cpu, rss = process_run(await fresh_database(args.server), deployment, node.url)
+            rate = f"{bare_events / wall:,.0f} events/s, {bare / wall:.2f}x the bare pipe ({bare_events / bare:,.0f}/s)"
+            print(f"indexer run --once: {bare_events:,} events in {wall:.1f} s = {rate}; peak RSS {rss:.0f} MB")
+        if args.lean:
+            return
         bare, bare_events = await bare_pipe(
             await fresh_database(args.server), node.url, deployment.native_v1, head, 10_000
         )
         wall, cpu, rss = process_run(await fresh_database(args.server), deployment, node.url)
-        if args.lean:  # a long backfill: the process against the bare pipe only
-            line = f"{bare_events / wall:,.0f} events/s, {bare / wall:.2f}x the bare pipe ({bare_events / bare:,.0f}/s)"
-            print(f"\nindexer run --once process: {bare_events:,} events in {wall:.1f} s = {line}; peak RSS {rss:.0f} MB")
-            return
         imports = import_seconds()
         schema, staged, stages = await breakdown_pass(await fresh_database(args.server), deployment, node.url)
         dsn = await fresh_database(args.server)
@@ -410,7 +415,9 @@ def main() -> None:
     parser.add_argument("--default-gc", action="store_true", help="keep Python's default GC thresholds")
     parser.add_argument("--skip-baseline", action="store_true", help="skip the slow naive baseline")
     parser.add_argument("--skip-sparse", action="store_true", help="skip the sparse-chain call count")
-    parser.add_argument("--lean", action="store_true", help="only the process and the bare pipe (long backfills)")
+    parser.add_argument(
+        "--lean", type=int, default=0, metavar="N", help="only the process and the bare pipe, N times (long backfills)"
+    )
     args = parser.parse_args()
     configure_logging("warning")
     asyncio.run(dense(args))

@@ -8,6 +8,7 @@ from decimal import Decimal
 import asyncpg
 import pytest
 
+from indexer import service
 from indexer.config import parse_config
 from indexer.localchain import realistic_mix
 from indexer.projector.runner import Projector
@@ -69,6 +70,29 @@ async def test_projections_match_the_contracts_and_reproject_is_identical(db, dr
     assert await stepwise.step() == await db.fetchval("SELECT count(*) FROM events")
     assert await snapshot(db) == before
     assert await stepwise.step() == 0
+
+
+async def test_run_once_folds_while_the_watcher_writes_to_the_tables_of_a_reproject(
+    db, driver, deployment, anvil, monkeypatch
+):
+    await realistic_mix(driver, 5)
+    config = config_for(deployment, anvil.url, max_block_range=2, initial_block_range=1, target_logs_per_request=2)
+    monkeypatch.setattr(service, "ONCE_PROJECT_WAIT_SECONDS", 0)  # step as often as the watcher commits
+    folded: list[int] = []
+    step = Projector.step
+
+    async def counted(self: Projector) -> int:
+        folded.append(await step(self))
+        return folded[-1]
+
+    monkeypatch.setattr(Projector, "step", counted)
+    await index_chains(config, db, asyncio.Event(), once=True)
+
+    assert sum(1 for n in folded if n) > 1  # folded in several steps, while the watcher wrote
+    assert sum(folded) == await db.fetchval("SELECT count(*) FROM events")
+    alongside = await snapshot(db)
+    await Projector(db, config).reproject()
+    assert await snapshot(db) == alongside
 
 
 async def test_verify_reports_a_tampered_projection(db, driver, deployment, anvil):
