@@ -225,6 +225,8 @@ class EvmSource(NodeSource):
         learnt: dict[str, str] = {}
         for tx_hash, trace in zip(tx_hashes, traces, strict=True):
             if isinstance(trace, JsonRpcError):
+                if not _method_missing(trace):  # e.g. a lagging node that does not know the tx yet: ask again
+                    raise RetryableError(f"chain {self.name}: debug_traceTransaction {tx_hash}: {trace.message[:200]}")
                 self.use_call_tracer = False
                 self.log.warning("call_tracer_unavailable", reason=trace.message[:200])
                 return learnt
@@ -245,6 +247,14 @@ class EvmSource(NodeSource):
 
 def _log_position(log: RpcLog) -> tuple[int, int]:
     return (checked(log_block_number, log), _hex_int(log.get("logIndex"), "logIndex"))
+
+
+def _method_missing(error: JsonRpcError) -> bool:
+    """Whether a node's error says the method itself is not there (not that this call failed)."""
+    message = error.message.lower()
+    return error.code == -32601 or any(
+        words in message for words in ("does not exist", "not available", "not supported", "method not found")
+    )
 
 
 def _hex_int(value: Any, what: str) -> int:

@@ -46,7 +46,8 @@ class _Connection:
                 yield
         finally:
             self._db.depth -= 1
-        if self._db.depth == 0:
+        if self._db.depth == 0 and self._db.staged:
+            self._db.staged = False
             await empty_staging(self._conn)
 
     def is_in_transaction(self) -> bool:
@@ -59,6 +60,8 @@ class _Connection:
 
         async def call(*args: Any, **kwargs: Any) -> Any:
             self._db.before_statement()
+            if name.startswith("copy_"):
+                self._db.staged = True  # rows in a staging table, until the "commit"
             return await attr(*args, **kwargs)
 
         return call
@@ -76,6 +79,7 @@ class SimDatabase:
         self._depth = 0
         self.armed = True
         self.depth = 0  # transactions of the code under test open now
+        self.staged = False  # a COPY filled a staging table in the open transaction
 
     def plan_crashes(self, at: Iterable[int]) -> None:
         self._crash_at = sorted(at)

@@ -75,14 +75,14 @@ class Plan:
         return cls(
             confirmations=rng.choice([0, 1, 2, 3]),
             keep_blocks=rng.choice([6, 8, 12, 16]),
-            ticks=rng.randint(8, 24),
+            ticks=rng.randint(6, 16),
             max_block_range=rng.choice([1, 2, 3, 5, 8, 20]),
             target_logs=rng.choice([3, 10, 40, 1000]),
             premined=rng.randint(0, 12),
             blocks_per_tick=(0, rng.choice([1, 2, 3])),
             reorg_rate=rng.choice([0.0, 0.1, 0.25]),
             deep_reorg_rate=rng.choice([0.0, 0.0, 0.0, 0.02]),
-            project_every=rng.choice([1, 2, 3, 5]),
+            project_every=rng.choice([2, 3, 4, 6]),
             faults=faults,
             crashes=crashes,
         )
@@ -134,6 +134,7 @@ class Schedule:
         self.tick = 0
         self.restarts = 0
         self.deep_reorg = False
+        self.final = False
         self.stop = asyncio.Event()
         self.nodes = [_Node(), _Node()]  # what the RPC client holds; their provider is new at every tick
         self.projector: Projector | None = None
@@ -176,6 +177,8 @@ class Schedule:
     async def _on_tick(self, seconds: float) -> None:
         """A pause of the follow loop: check, maybe project, move the world, new nodes for the next tick."""
         await self._check_cursor()
+        if self.final:  # the last catch-up: the world stands still, the loop retries until it is done
+            return
         if self.tick % self.plan.project_every == 0:
             await self._project()
             await self._check_projections()
@@ -230,7 +233,8 @@ class Schedule:
         """After a step of the projector: positions sum to their validator's amount, nothing above confirmed."""
         self.db.armed = False
         try:
-            state = await load_state(self.db)
+            assert self.projector is not None and self.projector.state is not None
+            state = self.projector.state  # what it just wrote (the final check reads the tables themselves)
             _check_positions(state)
             applied = state.checkpoints.get(CHAIN)
             if applied is not None:
@@ -290,10 +294,17 @@ class Schedule:
                     self.note("stopped loudly: reorg deeper than the kept window")
                     return self.outcome
                 self.note("faults off: last catch-up")
-                self.stop = asyncio.Event()
+                self.stop, self.final = asyncio.Event(), True
                 self.db.plan_crashes(())
                 self._reseed_nodes(Faults())
-                await self._follow(once=True)
+                try:
+                    await self._follow(once=True)
+                except ReorgTooDeep as exc:
+                    if not self.deep_reorg:
+                        raise Divergence(f"reorg too deep without one deeper than the window: {exc}") from None
+                    self.outcome.loud_stop = True
+                    self.note("stopped loudly: reorg deeper than the kept window")
+                    return self.outcome
                 await self._project()
                 await self._final_check()
                 self.note("matches the oracle")
