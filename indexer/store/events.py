@@ -88,7 +88,7 @@ async def empty_staging(conn: asyncpg.Connection) -> None:
     await conn.execute(
         """DO $$ DECLARE t text; BEGIN
              FOR t IN SELECT relname FROM pg_class WHERE relnamespace = pg_my_temp_schema() AND relkind = 'r' LOOP
-               EXECUTE format('TRUNCATE %I', t);
+               EXECUTE format('DELETE FROM %I', t);
              END LOOP;
            END $$"""
     )
