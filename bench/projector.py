@@ -277,7 +277,7 @@ if __name__ == "__main__":
     )
     parser.add_argument("--batch", type=int, default=BATCH, help="events folded between two writes")
     parser.add_argument("--read-batch", type=int, default=READ_BATCH, help="events read per chain at a time")
-    parser.add_argument("--naive", type=int, default=20_000, help="events for the naive baseline")
+    parser.add_argument("--naive", type=int, default=5_000, help="events for the naive baseline")
     parser.add_argument(
         "--server", default=os.environ.get("INDEXER_BENCH_SERVER", "postgresql://postgres@127.0.0.1:5432/postgres")
     )

@@ -1,6 +1,6 @@
 """`python -m indexer.simulation` (`make simulate`): run seeded schedules, report divergences.
 
-    make simulate SEEDS=N [START=S] [SEED=S] [PLANT=name|list] [JOBS=2]
+    make simulate SEEDS=N [START=S] [SEED=S] [PLANT=name|list] [JOBS=3]
 
 Runs seeds START..START+N-1 (or the one SEED), plus the regression seeds kept in
 `tests/fixtures/simulation_regressions.txt`. A divergence prints its seed, the one command that
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start", type=int, default=0, help="the first seed")
     parser.add_argument("--seed", type=int, help="run this one seed alone and print its trace")
     parser.add_argument("--plant", help="a bug to plant in the real code ('list' prints them)")
-    parser.add_argument("--jobs", type=int, default=2, help="worker processes")
+    parser.add_argument("--jobs", type=int, default=3, help="worker processes")
     parser.add_argument("--no-regressions", action="store_true", help="leave out the kept regression seeds")
     args = parser.parse_args(argv)
     if args.plant == "list":
