@@ -285,29 +285,21 @@ class Schedule:
         sim = SimClock(self.world.canonical[-1].timestamp, self._on_tick)
         try:
             with plant, clock.using(sim):
-                try:
-                    await self._follow(once=False)
-                except ReorgTooDeep as exc:
-                    if not self.deep_reorg:
-                        raise Divergence(f"reorg too deep without one deeper than the window: {exc}") from None
-                    self.outcome.loud_stop = True
-                    self.note("stopped loudly: reorg deeper than the kept window")
-                    return self.outcome
+                await self._follow(once=False)
                 self.note("faults off: last catch-up")
                 self.stop, self.final = asyncio.Event(), True
                 self.db.plan_crashes(())
                 self._reseed_nodes(Faults())
-                try:
-                    await self._follow(once=True)
-                except ReorgTooDeep as exc:
-                    if not self.deep_reorg:
-                        raise Divergence(f"reorg too deep without one deeper than the window: {exc}") from None
-                    self.outcome.loud_stop = True
-                    self.note("stopped loudly: reorg deeper than the kept window")
-                    return self.outcome
+                await self._follow(once=True)
                 await self._project()
                 await self._final_check()
                 self.note("matches the oracle")
+        except ReorgTooDeep as exc:
+            if not self.deep_reorg:
+                self.outcome.divergence = f"reorg too deep without one deeper than the window: {exc}"
+            else:
+                self.outcome.loud_stop = True
+                self.note("stopped loudly: reorg deeper than the kept window")
         except Divergence as exc:
             self.outcome.divergence = str(exc)
         except Exception as exc:  # noqa: BLE001 - any other failure of the code under test
