@@ -17,7 +17,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from indexer.store.database import apply_schema, create_pool
+from indexer.store.database import apply_schema, create_pool, with_database
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLES = (
@@ -78,7 +78,7 @@ async def database_dsn(server_dsn: str) -> AsyncIterator[str]:
     admin = await asyncpg.connect(server_dsn)
     await admin.execute(f'CREATE DATABASE "{name}"')
     await admin.close()
-    dsn = _with_database(server_dsn, name)
+    dsn = with_database(server_dsn, name)
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
     await apply_schema(pool)
     await pool.close()
@@ -86,14 +86,6 @@ async def database_dsn(server_dsn: str) -> AsyncIterator[str]:
     admin = await asyncpg.connect(server_dsn)
     await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     await admin.close()
-
-
-def _with_database(dsn: str, name: str) -> str:
-    """`dsn` pointing at database `name` (URI form, with or without a path)."""
-    scheme, rest = dsn.split("://", 1)
-    authority, _, tail = rest.partition("/")
-    query = tail.partition("?")[2]
-    return f"{scheme}://{authority}/{name}" + (f"?{query}" if query else "")
 
 
 @pytest.fixture

@@ -27,7 +27,12 @@ import asyncpg
 
 from indexer.simulation.harness import Outcome, Schedule
 from indexer.simulation.plants import PLANTS
+from indexer.store.database import create_database, drop_databases
 
+SETTINGS = {"jit": "off"}  # the workers' databases: compiling a plan costs more than such small queries gain
+CHUNK = 25  # seeds handed to a worker at a time: small enough to keep every worker busy to the end
+VACUUM_EVERY = 25  # schedules between two VACUUMs: each leaves dead rows behind, and autovacuum may be off
+PROGRESS = 1000  # a line on stderr every this many schedules
 REGRESSIONS = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "simulation_regressions.txt"
 
 
@@ -52,51 +57,90 @@ def server_dsn() -> str:
         return pgserver.get_server(Path(tempfile.mkdtemp(prefix="indexer-sim-pg-")), cleanup_mode="delete").get_uri()
 
 
-def _with_database(dsn: str, name: str) -> str:
-    scheme, rest = dsn.split("://", 1)
-    authority, _, tail = rest.partition("/")
-    query = tail.partition("?")[2]
-    return f"{scheme}://{authority}/{name}" + (f"?{query}" if query else "")
+async def connect(database_dsn: str) -> asyncpg.Connection:
+    """The one connection schedules run on, its staging tables made."""
+    from indexer.store.database import prepare_connection
+
+    conn = await asyncpg.connect(database_dsn)
+    await prepare_connection(conn)
+    return conn
+
+
+async def run_schedules(conn: asyncpg.Connection, seeds: list[int], plant: str | None) -> list[Outcome]:
+    """Run `seeds` one after another on `conn` (a database with the schema), each in a transaction rolled back."""
+    from indexer.store.database import vacuum
+
+    outcomes = []
+    for done, seed in enumerate(seeds, 1):
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
+            outcomes.append(await Schedule(seed, conn, plant).run())
+        finally:
+            await transaction.rollback()
+            if done % VACUUM_EVERY == 0:
+                await vacuum(conn)
+    return outcomes
 
 
 async def run_seeds(seeds: list[int], plant: str | None, dsn: str) -> list[Outcome]:
-    """Run `seeds` one after another on a database of their own; every outcome."""
-    from indexer.store.database import apply_schema, create_pool
-    from indexer.store.events import prepare_connection
-
-    name = f"indexer_sim_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(dsn)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
+    """Run `seeds` one after another on a database of their own, dropped at the end; every outcome."""
+    prefix = f"indexer_sim_{uuid.uuid4().hex[:10]}"
     try:
-        pool = await create_pool(_with_database(dsn, name), max_size=1)
-        await apply_schema(pool)
-        await pool.close()
-        conn = await asyncpg.connect(_with_database(dsn, name))
-        await prepare_connection(conn)
-        outcomes = []
-        for seed in seeds:
-            transaction = conn.transaction()
-            await transaction.start()
-            try:
-                outcomes.append(await Schedule(seed, conn, plant).run())
-            finally:
-                await transaction.rollback()
-        await conn.close()
-        return outcomes
+        conn = await connect(await create_database(dsn, prefix, **SETTINGS))
+        try:
+            return await run_schedules(conn, seeds, plant)
+        finally:
+            await conn.close()
     finally:
-        admin = await asyncpg.connect(dsn)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        await drop_databases(dsn, prefix)
 
 
-def _worker(args: tuple[list[int], str | None, str]) -> list[Outcome]:
+def _quiet_logs() -> None:
     import logging
 
     import structlog
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
-    return asyncio.run(run_seeds(*args))
+
+
+# A worker process's own event loop and connection to its own database (made by `_start_worker`): kept
+# from chunk to chunk, so that the server keeps the statements it prepared.
+_loop: asyncio.AbstractEventLoop | None = None
+_conn: asyncpg.Connection | None = None
+
+
+def _start_worker(dsn: str, prefix: str) -> None:
+    global _loop, _conn
+    _quiet_logs()
+    _loop = asyncio.new_event_loop()
+    database = _loop.run_until_complete(create_database(dsn, f"{prefix}_{os.getpid()}", **SETTINGS))
+    _conn = _loop.run_until_complete(connect(database))
+
+
+def _run_chunk(args: tuple[list[int], str | None]) -> list[Outcome]:
+    assert _loop is not None and _conn is not None
+    return _loop.run_until_complete(run_schedules(_conn, *args))
+
+
+def run_parallel(seeds: list[int], plant: str | None, dsn: str, jobs: int) -> list[Outcome]:
+    """Run `seeds` on `jobs` worker processes (a database each), in small chunks handed to whichever is free."""
+    prefix = f"indexer_sim_{uuid.uuid4().hex[:10]}"
+    size = max(1, min(CHUNK, len(seeds) // (jobs * 4)))
+    chunks = [(seeds[i : i + size], plant) for i in range(0, len(seeds), size)]
+    outcomes: list[Outcome] = []
+    began = time.monotonic()
+    try:
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(jobs, initializer=_start_worker, initargs=(dsn, prefix)) as workers:
+            for done in workers.imap_unordered(_run_chunk, chunks):
+                outcomes.extend(done)
+                if len(outcomes) // PROGRESS != (len(outcomes) - len(done)) // PROGRESS:
+                    elapsed = time.monotonic() - began
+                    print(f"  {len(outcomes)} of {len(seeds)} run ({elapsed:.0f} s)", file=sys.stderr, flush=True)
+    finally:
+        asyncio.run(drop_databases(dsn, prefix))
+    return outcomes
 
 
 def replay_command(seed: int, plant: str | None) -> str:
@@ -117,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.plant and args.plant not in PLANTS:
         parser.error(f"unknown plant {args.plant!r}: one of {', '.join(PLANTS)}")
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
     if args.seeds < 0:
         parser.error("--seeds must not be negative")
     if args.seed is not None:
@@ -128,13 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     dsn = server_dsn()
     began = time.monotonic()
     jobs = max(1, min(args.jobs, len(seeds)))
-    chunks = [seeds[i::jobs] for i in range(jobs)]
     if jobs == 1:
-        outcomes = _worker((seeds, args.plant, dsn))
+        _quiet_logs()
+        outcomes = asyncio.run(run_seeds(seeds, args.plant, dsn))
     else:
-        with multiprocessing.get_context("spawn").Pool(jobs) as workers:
-            outcomes = [o for chunk in workers.map(_worker, [(c, args.plant, dsn) for c in chunks]) for o in chunk]
-    outcomes.sort(key=lambda o: seeds.index(o.seed))
+        outcomes = run_parallel(seeds, args.plant, dsn, jobs)
+    order = {seed: i for i, seed in enumerate(seeds)}
+    outcomes.sort(key=lambda o: order[o.seed])
     diverged = [o for o in outcomes if o.diverged]
     for outcome in diverged:
         print(f"DIVERGENCE seed {outcome.seed}: {outcome.divergence}")

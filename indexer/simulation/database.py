@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncpg
 
-from indexer.store.events import empty_staging
+from indexer.store.database import empty_staging
 
 _CALLS = ("execute", "executemany", "fetch", "fetchrow", "fetchval", "copy_records_to_table", "copy_to_table")
 
@@ -47,8 +47,8 @@ class _Connection:
         finally:
             self._db.depth -= 1
         if self._db.depth == 0 and self._db.staged:
-            self._db.staged = False
-            await empty_staging(self._conn)
+            await empty_staging(self._conn, self._db.staged)
+            self._db.staged.clear()
 
     def is_in_transaction(self) -> bool:
         return self._conn.is_in_transaction()
@@ -61,10 +61,30 @@ class _Connection:
         async def call(*args: Any, **kwargs: Any) -> Any:
             self._db.before_statement()
             if name.startswith("copy_"):
-                self._db.staged = True  # rows in a staging table, until the "commit"
-            return await attr(*args, **kwargs)
+                self._db.staged.add(args[0] if args else kwargs["table_name"])  # rows there until the "commit"
+            async with self._db.in_flight():
+                return await _uncancelled(attr(*args, **kwargs))
 
         return call
+
+
+async def _uncancelled(statement: Any) -> Any:
+    """Await a statement; a task cancelled meanwhile lets it finish first, then takes the cancellation.
+
+    Cancelled, asyncpg would ask the server to cancel the statement by a request of its own, which can
+    land on whichever statement runs when it arrives (a later one: the schedule's transaction aborts).
+    A statement finished before the process notices it is told to stop is as a real run may go too.
+    """
+    future = asyncio.ensure_future(statement)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        while not future.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([future])
+        if not future.cancelled():
+            future.exception()  # retrieved: the cancellation is what the task goes on with
+        raise
 
 
 class SimDatabase:
@@ -79,7 +99,27 @@ class SimDatabase:
         self._depth = 0
         self.armed = True
         self.depth = 0  # transactions of the code under test open now
-        self.staged = False  # a COPY filled a staging table in the open transaction
+        self.staged: set[str] = set()  # staging tables a COPY filled in the open transaction
+        self._busy = 0  # statements sent and not yet answered
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @contextlib.asynccontextmanager
+    async def in_flight(self) -> AsyncIterator[None]:
+        self._busy += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._busy -= 1
+            if not self._busy:
+                self._idle.set()
+
+    async def quiet(self) -> None:
+        """Return once no statement is in flight: the simulated nodes answer only then, so that the order in
+        which the process's tasks run depends on the seed alone, not on how fast Postgres answers."""
+        while self._busy:
+            await self._idle.wait()
 
     def plan_crashes(self, at: Iterable[int]) -> None:
         self._crash_at = sorted(at)

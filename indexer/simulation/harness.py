@@ -136,7 +136,7 @@ class Schedule:
         self.deep_reorg = False
         self.final = False
         self.stop = asyncio.Event()
-        self.nodes = [_Node(), _Node()]  # what the RPC client holds; their provider is new at every tick
+        self.nodes = [_Node(self.db), _Node(self.db)]  # what the RPC client holds; their provider is new at every tick
         self.projector: Projector | None = None
 
     def note(self, line: str) -> None:
@@ -345,14 +345,23 @@ def _find(exc: BaseException, kind: type) -> BaseException | None:
 
 
 class _Node:
-    """One node URL as the RPC client sees it: the tick's simulated provider behind a stable object."""
+    """One node URL as the RPC client sees it: the tick's simulated provider behind a stable object.
+
+    It answers only while no statement is in flight (`SimDatabase.quiet`): the fetcher then runs ahead
+    of the writer by as much in every run of a seed, whatever Postgres's speed.
+    """
 
     provider: Any = None
 
+    def __init__(self, db: SimDatabase) -> None:
+        self.db = db
+
     async def make_request(self, method: str, params: Any) -> Any:
+        await self.db.quiet()
         return await self.provider.make_request(method, params)
 
     async def make_batch_request(self, calls: Any) -> Any:
+        await self.db.quiet()
         return await self.provider.make_batch_request(calls)
 
     async def disconnect(self) -> None:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import asyncpg
 
 from indexer.errors import DatabaseError
 from indexer.redact import redact_dsn
-from indexer.store.events import prepare_connection
+from indexer.store.events import CREATE_STAGING
 from indexer.store.migrate import migrate
+from indexer.store.projections import STAGE_DDL, STAGE_TABLES
 
 # The current schema, readable top to bottom (shipped in the package, a link to the top-level
 # file); databases get it through the versioned migrations of indexer/store/migrations/.
@@ -31,6 +33,73 @@ def embedded_dsn(data_dir: Path = EMBEDDED_DIR) -> str:
     except Exception as exc:  # noqa: BLE001 - pgserver raises plain exceptions with the reason
         raise DatabaseError(f"could not start the embedded Postgres under {data_dir}: {exc}") from exc
     return server.get_uri()
+
+
+def with_database(dsn: str, name: str) -> str:
+    """`dsn` with its database replaced by `name`."""
+    scheme, rest = dsn.split("://", 1)
+    authority, _, tail = rest.partition("/")
+    query = tail.partition("?")[2]
+    return f"{scheme}://{authority}/{name}" + (f"?{query}" if query else "")
+
+
+async def create_database(server_dsn: str, name: str, **settings: str) -> str:
+    """A new database `name` on the server of `server_dsn`, with the schema and these settings; its DSN."""
+    admin = await asyncpg.connect(server_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        for setting, value in settings.items():
+            await admin.execute(f'ALTER DATABASE "{name}" SET {setting} = {value}')
+    finally:
+        await admin.close()
+    pool = await create_pool(with_database(server_dsn, name), max_size=1)
+    try:
+        await apply_schema(pool)
+    finally:
+        await pool.close()
+    return with_database(server_dsn, name)
+
+
+async def drop_databases(server_dsn: str, prefix: str) -> None:
+    """Drop every database whose name starts with `prefix`."""
+    admin = await asyncpg.connect(server_dsn)
+    try:
+        for (name,) in await admin.fetch("SELECT datname FROM pg_database WHERE starts_with(datname, $1)", prefix):
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+async def prepare_connection(conn: asyncpg.Connection) -> None:
+    """Per-connection set-up (a pool's `init`): the temporary tables COPY writes events and projection rows into.
+
+    Made once per connection, outside any transaction: made inside one that rolls back, they would be
+    made again by the next write, at the cost of a catalog change.
+    """
+    await conn.execute(f"{CREATE_STAGING}; {STAGE_DDL}")
+
+
+async def vacuum(conn: asyncpg.Connection) -> None:
+    """Vacuum the database, the connection's temporary tables too (no transaction may be open).
+
+    For the simulation: its many rolled-back transactions leave dead rows behind, which no autovacuum
+    removes from temporary tables (nor from any table on a server whose autovacuum is off, as this
+    machine's is).
+    """
+    await conn.execute("VACUUM")
+
+
+async def empty_staging(conn: asyncpg.Connection, tables: Iterable[str]) -> None:
+    """Empty staging `tables` of the connection, as a commit does (they are ON COMMIT DELETE ROWS).
+
+    Only the simulation needs it: a whole schedule there is one transaction (rolled back at its end),
+    in which each transaction of the code under test is a savepoint, whose release commits nothing.
+    """
+    staging = {"events_staging", *STAGE_TABLES}
+    unknown = set(tables) - staging
+    if unknown:
+        raise ValueError(f"not a staging table: {', '.join(sorted(unknown))}")
+    await conn.execute("; ".join(f"DELETE FROM {table}" for table in sorted(set(tables))))
 
 
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 4) -> asyncpg.Pool:

@@ -36,7 +36,7 @@ _COLUMN_LIST = ", ".join(EVENT_COLUMNS)
 
 # Staging takes amounts as text and times as epoch seconds: asyncpg's binary NUMERIC
 # and timestamptz encoders cost about four times as much as Postgres's own casts.
-_CREATE_STAGING = """
+CREATE_STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS events_staging (
     chain text, chain_id bigint, contract text, contract_kind text, contract_version smallint,
     block_number bigint, block_hash text, block_time bigint, tx_hash text, log_index integer,
@@ -74,26 +74,6 @@ def event_records(events: Sequence[Event]) -> list[tuple[Any, ...]]:
     ]
 
 
-async def prepare_connection(conn: asyncpg.Connection) -> None:
-    """Per-connection set-up (a pool's `init`): the staging table COPY writes into."""
-    await conn.execute(_CREATE_STAGING)
-
-
-async def empty_staging(conn: asyncpg.Connection) -> None:
-    """Empty this connection's staging tables, as a commit does (they are ON COMMIT DELETE ROWS).
-
-    Only the simulation needs it: a whole schedule there is one transaction (rolled back at its end),
-    in which each transaction of the code under test is a savepoint, whose release commits nothing.
-    """
-    await conn.execute(
-        """DO $$ DECLARE t text; BEGIN
-             FOR t IN SELECT relname FROM pg_class WHERE relnamespace = pg_my_temp_schema() AND relkind = 'r' LOOP
-               EXECUTE format('DELETE FROM %I', t);
-             END LOOP;
-           END $$"""
-    )
-
-
 async def save_pool_names(conn: asyncpg.Connection, names: Mapping[str, str]) -> None:
     """Remember pool names and resolve every stored event that waited for one of them."""
     if not names:
@@ -111,6 +91,9 @@ async def save_pool_names(conn: asyncpg.Connection, names: Mapping[str, str]) ->
 
 # One round trip per batch after the COPY: move the cursor (guarded), insert the staged
 # events, remember the range's block hashes and trim old ones. Data-modifying CTEs all run.
+# Cursor and events commit together, so losing the last commits to a server crash only means
+# re-indexing those blocks: durability can wait for the WAL writer (synchronous_commit off for
+# this transaction, set here rather than by a statement of its own).
 _STORE_BATCH = f"""
 WITH moved AS (
     INSERT INTO chain_cursors AS c
@@ -138,7 +121,8 @@ WITH moved AS (
 ), trimmed AS (
     DELETE FROM recent_blocks WHERE chain = $1 AND block_number < $12
 )
-SELECT (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM inserted) AS inserted
+SELECT (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM inserted) AS inserted,
+       set_config('synchronous_commit', 'off', true) AS synchronous_commit
 """
 
 
@@ -155,7 +139,7 @@ async def write_batch(
 
     The cursor must still be where this batch starts (`first_block - 1`), or absent:
     anything else means another writer moved it, which is fatal. The connection must
-    have been prepared by `prepare_connection` (the store's pools do it).
+    have been prepared by `database.prepare_connection` (the store's pools do it).
     """
     last = batch.last
     oldest_kept = last.number - keep_blocks
@@ -168,9 +152,6 @@ async def write_batch(
         key=lambda b: b.number,
     ) + [last]
     async with conn.transaction():
-        # Cursor and events commit together, so losing the last commits to a server crash only
-        # means re-indexing those blocks: durability can wait for the WAL writer.
-        await conn.execute("SET LOCAL synchronous_commit = off")
         await save_pool_names(conn, batch.pool_names)
         if batch.events:
             await conn.copy_records_to_table(

@@ -185,7 +185,8 @@ def _staged(column: str, prefix: str = "") -> str:
     return _CAST.get(column, "{}").format(prefix + column)
 
 
-_STAGE_DDL = "; ".join(
+STAGE_TABLES = tuple(_stage(t) for t in TABLES)
+STAGE_DDL = "; ".join(
     f"CREATE TEMP TABLE IF NOT EXISTS {_stage(t)} "
     f'({", ".join(c + " " + _STAGE_TYPES.get(c, "text") for c in t.columns)}, op "char" NOT NULL) '
     "ON COMMIT DELETE ROWS"
@@ -287,9 +288,9 @@ async def copy_stages(conn: asyncpg.Connection, stages: list[Stage]) -> str:
     """Copy the stages into the connection's stage tables; returns the statement applying them.
 
     Run the statement in the same transaction; it may be left running on the server while the
-    caller folds the next batch.
+    caller folds the next batch. The stage tables are the connection's, made by
+    `database.prepare_connection` (the store's pools do it).
     """
-    await conn.execute(_STAGE_DDL)
     for stage in stages:
         await _copy(conn, stage.table, stage.data)
     return "; ".join(stage.statement for stage in stages)
@@ -303,8 +304,7 @@ async def write_stages(conn: asyncpg.Connection, stages: list[Stage]) -> None:
 
 
 async def replace_all(conn: asyncpg.Connection, state: ProjectionState) -> None:
-    """Replace every projection table with the state (reproject); caller's transaction."""
-    await conn.execute(_STAGE_DDL)
+    """Replace every projection table with the state (reproject); caller's transaction, a prepared connection."""
     statements = []
     for table in TABLES:
         statements.append(f"TRUNCATE {table.name}")

@@ -12,8 +12,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from indexer.store.database import with_database
 from indexer.store.migrate import MIGRATIONS_DIR, MigrationError, applied_migrations, load_migrations, migrate
-from tests.conftest import ROOT, _with_database
+from tests.conftest import ROOT
 from tests.integration.conftest import INDEXER, write_config
 
 FIXTURE_47213EE = ROOT / "tests" / "fixtures" / "schema_47213ee.sql"
@@ -32,7 +33,7 @@ async def new_database(server_dsn: str) -> AsyncIterator[MakeDatabase]:
         await admin.execute(f'CREATE DATABASE "{name}"')
         await admin.close()
         names.append(name)
-        return _with_database(server_dsn, name)
+        return with_database(server_dsn, name)
 
     yield make
     admin = await asyncpg.connect(server_dsn)

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from indexer.config import load_config
 from indexer.epochs.close import EpochError, add_reward
-from tests.conftest import _with_database
+from indexer.store.database import with_database
 from tests.integration.conftest import INDEXER, chain_config, until, write_config
 
 pytestmark = pytest.mark.integration
@@ -82,7 +82,7 @@ async def fresh_database(server_dsn: str) -> AsyncIterator[str]:
     admin = await asyncpg.connect(server_dsn)
     await admin.execute(f'CREATE DATABASE "{name}"')
     await admin.close()
-    yield _with_database(server_dsn, name)
+    yield with_database(server_dsn, name)
     admin = await asyncpg.connect(server_dsn)
     await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     await admin.close()

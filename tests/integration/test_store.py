@@ -67,6 +67,15 @@ async def test_batch_lands_once_with_exact_uint256_and_cursor(db):
     )
 
 
+async def test_a_batch_commits_without_waiting_for_the_wal_flush_and_only_it(db):
+    async with db.acquire() as conn, conn.transaction():  # a savepoint for write_batch's own transaction
+        assert await conn.fetchval("SHOW synchronous_commit") == "on"
+        await write(conn, batch(5, 20, [event(0)]))
+        assert await conn.fetchval("SHOW synchronous_commit") == "off"  # set for the enclosing transaction
+    async with db.acquire() as conn:
+        assert await conn.fetchval("SHOW synchronous_commit") == "on"  # and for no other
+
+
 async def test_replaying_events_adds_nothing(db):
     async with db.acquire() as conn:
         await write(conn, batch(5, 20, [event(0)]))
