@@ -34,7 +34,7 @@ bench: setup
 # Deterministic simulation (indexer/simulation): SEEDS schedules from START, or one SEED; PLANT=name|list.
 SEEDS ?= 1000
 START ?= 0
-JOBS ?= 3
+JOBS ?= 4
 simulate: setup
 	@$(BIN)/python -m indexer.simulation --seeds $(SEEDS) --start $(START) --jobs $(JOBS) \
 		$(if $(SEED),--seed $(SEED)) $(if $(PLANT),--plant $(PLANT))

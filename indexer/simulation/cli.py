@@ -1,6 +1,6 @@
 """`python -m indexer.simulation` (`make simulate`): run seeded schedules, report divergences.
 
-    make simulate SEEDS=N [START=S] [SEED=S] [PLANT=name|list] [JOBS=3]
+    make simulate SEEDS=N [START=S] [SEED=S] [PLANT=name|list] [JOBS=4]
 
 Runs seeds START..START+N-1 (or the one SEED), plus the regression seeds kept in
 `tests/fixtures/simulation_regressions.txt`. A divergence prints its seed, the one command that
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import multiprocessing
 import os
 import socket
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start", type=int, default=0, help="the first seed")
     parser.add_argument("--seed", type=int, help="run this one seed alone and print its trace")
     parser.add_argument("--plant", help="a bug to plant in the real code ('list' prints them)")
-    parser.add_argument("--jobs", type=int, default=3, help="worker processes")
+    parser.add_argument("--jobs", type=int, default=4, help="worker processes")
     parser.add_argument("--no-regressions", action="store_true", help="leave out the kept regression seeds")
     args = parser.parse_args(argv)
     if args.plant == "list":
@@ -191,7 +192,9 @@ def main(argv: list[str] | None = None) -> int:
         for line in outcomes[0].trace:
             print(f"  | {line}")
     loud = sum(o.loud_stop for o in outcomes)
-    print(f"({time.monotonic() - began:.1f} s; {loud} stopped loudly on a reorg deeper than the kept window)",
+    traces = hashlib.sha256("\n".join(line for o in outcomes for line in (f"seed {o.seed}", *o.trace)).encode())
+    print(f"({time.monotonic() - began:.1f} s; {loud} stopped loudly on a reorg deeper than the kept window; "
+          f"traces {traces.hexdigest()[:16]})",
           file=sys.stderr)  # fmt: skip
     print(f"simulate: {len(outcomes)} schedules, {len(diverged)} divergences")
     return 0 if not diverged else 1

@@ -284,6 +284,16 @@ class Schedule:
     # -- the run ------------------------------------------------------------------------------------------------------
 
     async def run(self) -> Outcome:
+        # The retries' jitter (tenacity's) draws from the global `random`: seeded here, as everything else of
+        # the schedule is, so that what ran before in the process changes nothing.
+        outside = random.getstate()
+        random.seed(f"{self.seed}/jitter")
+        try:
+            return await self._run()
+        finally:
+            random.setstate(outside)
+
+    async def _run(self) -> Outcome:
         plant = PLANTS[self.plant]() if self.plant else _nothing()
         for _ in range(self.plan.premined):
             self.world.mine(self.rng.randint(0, 6))
@@ -300,6 +310,7 @@ class Schedule:
                 await self._follow(once=True)
                 await self._project()
                 await self._final_check()
+                _check_no_task_left()
                 self.note("matches the oracle")
         except ReorgTooDeep as exc:
             if not self.deep_reorg:
@@ -322,6 +333,13 @@ def _check_positions(state: ProjectionState) -> None:
     for (validator, asset), stakers in state.positions.items():
         if sum(stakers.values()) != state.validators.get((validator, asset), 0):
             raise Divergence(f"positions of {validator}/{asset} do not sum to its amount")
+
+
+def _check_no_task_left() -> None:
+    """Every task the process started has ended (one left would run on into the next schedule)."""
+    left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
+    if left:
+        raise Divergence(f"tasks left running: {', '.join(sorted(t.get_coro().__qualname__ for t in left))}")
 
 
 def _row(e: Event) -> tuple:

@@ -114,3 +114,20 @@ def test_a_cancelled_statement_runs_to_its_end_and_the_schedule_goes_on(dsn):
             await conn.close()
 
     asyncio.run(main())
+
+
+def test_the_traces_are_the_same_in_one_process_and_across_worker_processes(dsn, monkeypatch):
+    """Nothing of a run but its seed decides a trace: not Postgres's speed under load, nor what ran before in
+    the process, nor the process (its hash seed)."""
+    monkeypatch.setenv("INDEXER_SIM_DSN", dsn)
+
+    def digest(jobs: int) -> str:
+        command = [sys.executable, "-m", "indexer.simulation", "--seeds", "24", "--start", "170", "--no-regressions"]
+        ran = subprocess.run([*command, "--jobs", str(jobs)], cwd=ROOT, capture_output=True, text=True)
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        return ran.stderr.rsplit("traces ", 1)[1].split(")")[0]
+
+    alone = digest(1)
+    assert digest(4) == alone
+    serial = {o.seed: o.trace for o in run(list(range(170, 194)), None, dsn)}
+    assert serial == {o.seed: o.trace for o in cli.run_parallel(list(range(170, 194)), None, dsn, 3)}
