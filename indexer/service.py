@@ -18,7 +18,6 @@ from indexer.chains.rpc import RpcClient
 from indexer.chains.variants import check_variants
 from indexer.decode.calldata import names_by_hash
 from indexer.errors import IndexerError
-from indexer.http import HttpServer
 from indexer.metrics import Metrics
 from indexer.ownership import owned, process_name
 from indexer.projector.runner import Projector, run_projector
@@ -173,7 +172,9 @@ async def run(config, *, once: bool) -> None:
         await check_variants(config.chains)  # a misconfigured contract stops the start before anything is written
         async with open_database(config) as pool:
             server = read_pool = None
-            if not once:  # `run --once` is for scripts: no port to clash on
+            if not once:  # `run --once` is for scripts: no port to clash on (nor the API's imports to load)
+                from indexer.http import HttpServer
+
                 watched = [c for c in config.chains if c.kind in NODE_CHAINS]
                 # The /v1 API reads as indexer_reader through its own small pool (a replica's, when read_dsn is set).
                 read_pool = await create_read_pool(config.database.read_dsn or config.database.dsn or embedded_dsn())

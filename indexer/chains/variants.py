@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import structlog
-from eth_abi import encode as abi_encode
 
 from indexer.chains.rpc import JsonRpcError, RpcClient
 from indexer.decode.signatures import selector
@@ -20,8 +19,7 @@ from indexer.errors import ConfigError, RpcError
 log = structlog.get_logger(__name__)
 
 PROBES = {
-    "getStakedTokens(address)": selector("getStakedTokens(address)")
-    + abi_encode(["address"], ["0x" + "00" * 20]).hex(),
+    "getStakedTokens(address)": selector("getStakedTokens(address)") + "00" * 32,  # the zero address, ABI-encoded
     "depositToken()": selector("depositToken()"),
     "lockPeriod()": selector("lockPeriod()"),
 }

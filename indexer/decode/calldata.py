@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from eth_abi import decode as abi_decode
-from eth_utils import keccak
+from eth_hash.auto import keccak
 
 from indexer.decode import signatures as sig
 
@@ -23,7 +22,7 @@ _ARGUMENT_TYPES = {
 
 def pool_hash(name: str) -> str:
     """keccak256 of a pool name, as a `string indexed` topic holds it."""
-    return "0x" + keccak(text=name).hex()
+    return "0x" + keccak(name.encode()).hex()
 
 
 def pool_names_in_calldata(calldata: str) -> list[str]:
@@ -33,6 +32,8 @@ def pool_names_in_calldata(calldata: str) -> list[str]:
     types = _ARGUMENT_TYPES.get(calldata[:10].lower())
     if types is None:
         return []
+    from eth_abi import decode as abi_decode  # here: eth_abi's import costs a start-up 0.2 s, and few need it
+
     try:
         values = abi_decode(types, bytes.fromhex(calldata[10:]))
     except Exception:  # noqa: BLE001 - calldata from the chain is untrusted; undecodable means no names

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from eth_utils import keccak
+from eth_hash.auto import keccak
 
 
 def topic(signature: str) -> str:
     """The 0x hex topic0 of an event signature."""
-    return "0x" + keccak(text=signature).hex()
+    return "0x" + keccak(signature.encode()).hex()
 
 
 def selector(signature: str) -> str:
     """The 0x hex 4-byte selector of a function signature."""
-    return "0x" + keccak(text=signature)[:4].hex()
+    return "0x" + keccak(signature.encode())[:4].hex()
 
 
 STAKE_ADDRESS_POOL = topic("StakeOccured(address,address,uint256)")

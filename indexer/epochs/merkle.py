@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from eth_abi import encode
-from eth_utils import keccak
+from eth_hash.auto import keccak
 
 LEAF_TYPES = ("uint256", "address", "string", "uint256")
 

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import base58  # the base58 library tronpy itself uses
 import pytest
+from eth_utils import to_checksum_address  # the library's form, to check ours against
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -17,6 +18,7 @@ from indexer.config import (
     Config,
     EvmChain,
     TronChain,
+    checksummed,
     load_config,
     parse_config,
     tron_address,
@@ -587,3 +589,19 @@ def test_bad_schedule_settings_name_the_field(section, value, message):
     with pytest.raises(ConfigError) as raised:
         parse_config(base() | {section: value})
     assert message in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "address",  # the test vectors of EIP-55 itself
+    ["0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed", "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359",
+     "0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB", "0xD1220A0cf47c7B9Be7A2E6BA89F429762e7b9aDb"],
+)  # fmt: skip
+def test_the_eip55_form_is_the_eips_own(address):
+    assert checksummed(address.lower()) == address
+    assert checksummed(address.upper().replace("0X", "0x")) == address
+
+
+@given(st.binary(min_size=20, max_size=20))
+def test_the_eip55_form_is_eth_utils(raw):
+    address = "0x" + raw.hex()
+    assert checksummed(address) == to_checksum_address(address)
