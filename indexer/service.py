@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from indexer.chains.evm import EvmSource
 from indexer.chains.rpc import RpcClient
 from indexer.chains.variants import check_variants
+from indexer.clock import sleep_unless
 from indexer.decode.calldata import names_by_hash
 from indexer.errors import IndexerError
 from indexer.metrics import Metrics
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 NODE_CHAINS = ("evm", "tron")  # chains with blocks, followed by a Watcher
 ONCE_PROJECT_WAIT_SECONDS = 0.25  # `run --once`: the projector's pause between steps while the watchers write
+ONCE_PROJECTOR_WAIT_SECONDS = 10.0  # `run --once`: how long to wait for another process's projector lock
 
 
 @contextlib.asynccontextmanager
@@ -107,15 +109,30 @@ async def _project_while(
     """`run --once`: fold what the watchers commit while they index, then the rest once they are done.
 
     The frontier says what each step may fold, whatever the watchers are doing, so folding while they
-    write gives the same tables as folding after them. Only in the process holding the projector's lock.
+    write gives the same tables as folding after them. Only in the process holding the projector's lock;
+    when another holds it, that one may have made its last step before these watchers committed (two
+    `run --once` at once), so once they are done this one folds their events if the lock comes free
+    within ONCE_PROJECTOR_WAIT_SECONDS (a `run` service holding it for good folds them itself).
     """
     async with owned(pool, "projector", stop, wait=False, retry_seconds=0) as mine:
-        if not mine:  # another process projects
+        if mine:
+            while not all(watcher.done() for watcher in watchers):
+                await projector.step()
+                await asyncio.wait(watchers, timeout=ONCE_PROJECT_WAIT_SECONDS)  # let a few batches come in
+            await projector.step()  # what the last batches committed
             return
-        while not all(watcher.done() for watcher in watchers):
-            await projector.step()
-            await asyncio.wait(watchers, timeout=ONCE_PROJECT_WAIT_SECONDS)  # let a few batches come in
-        await projector.step()  # what the last batches committed
+    if watchers:
+        await asyncio.wait(watchers)
+    give_up = asyncio.get_running_loop().time() + ONCE_PROJECTOR_WAIT_SECONDS
+    while not stop.is_set():
+        async with owned(pool, "projector", stop, wait=False, retry_seconds=0) as mine:
+            if mine:
+                await projector.step()
+                return
+        if asyncio.get_running_loop().time() >= give_up:
+            log.info("projector_busy", detail="another process holds the projector; it folds these events")
+            return
+        await sleep_unless(stop, ONCE_PROJECT_WAIT_SECONDS)
 
 
 async def _owned_projector(

@@ -1,6 +1,6 @@
 """A simulated JSON-RPC node in front of the simulated world, with deterministic faults.
 
-`SimProvider` stands where `RpcClient` keeps web3's AsyncHTTPProvider: it has the
+`SimProvider` stands where `RpcClient` keeps its `HttpNode`s (one per URL): it has the
 same `make_request`, `make_batch_request` and `disconnect`, and answers JSON-RPC
 response objects. Faults are drawn per HTTP request (a batch is one request),
 one draw per fault kind in a fixed order, from the provider's own `random.Random`,
