@@ -246,7 +246,7 @@ async def workload(args, config, share: float, naive_rate: float | None) -> floa
     reproject_seconds = time.perf_counter() - started
     same = await checksums(pool) == projected
     if naive_rate is None:
-        naive_rate = await naive(pool, sample)
+        naive_rate = await naive(pool, sample) if sample else 0.0
     await pool.close()
 
     print(
@@ -257,11 +257,14 @@ async def workload(args, config, share: float, naive_rate: float | None) -> floa
         f"reproject:   {folded:,} events in {reproject_seconds:.1f} s = {folded / reproject_seconds:,.0f} events/s"
         f" (target: 1,000,000 in < 60 s); its tables equal the incremental ones: {'yes' if same else 'NO'}"
     )
-    print(
-        f"naive (one UPDATE + commit per event, {min(args.naive, total):,} events): {naive_rate:,.0f} events/s; "
-        f"reproject {folded / reproject_seconds / naive_rate:.0f}x, "
-        f"incremental {incremental / incremental_seconds / naive_rate:.0f}x"
-    )
+    if naive_rate:
+        print(
+            f"naive (one UPDATE + commit per event, {min(args.naive, total):,} events): {naive_rate:,.0f} events/s; "
+            f"reproject {folded / reproject_seconds / naive_rate:.0f}x, "
+            f"incremental {incremental / incremental_seconds / naive_rate:.0f}x"
+        )
+    else:
+        print("naive baseline skipped (--naive 0)")
     return naive_rate
 
 
@@ -277,8 +280,11 @@ if __name__ == "__main__":
     )
     parser.add_argument("--batch", type=int, default=BATCH, help="events folded between two writes")
     parser.add_argument("--read-batch", type=int, default=READ_BATCH, help="events read per chain at a time")
-    parser.add_argument("--naive", type=int, default=5_000, help="events for the naive baseline")
+    parser.add_argument("--naive", type=int, default=5_000, help="events for the naive baseline (0: skip it)")
     parser.add_argument(
         "--server", default=os.environ.get("INDEXER_BENCH_SERVER", "postgresql://postgres@127.0.0.1:5432/postgres")
     )
-    asyncio.run(main(parser.parse_args()))
+    arguments = parser.parse_args()
+    if arguments.naive < 0 or arguments.events <= 0:
+        parser.error("--events must be positive and --naive not negative")
+    asyncio.run(main(arguments))
