@@ -17,7 +17,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from indexer.store.database import apply_schema, create_pool, with_database
+from indexer.store.database import create_database, create_pool, drop_databases
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLES = (
@@ -75,17 +75,8 @@ def server_dsn() -> Iterator[str]:
 async def database_dsn(server_dsn: str) -> AsyncIterator[str]:
     """A fresh database for this test session, with schema.sql applied."""
     name = f"indexer_test_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(server_dsn)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    dsn = with_database(server_dsn, name)
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
-    await apply_schema(pool)
-    await pool.close()
-    yield dsn
-    admin = await asyncpg.connect(server_dsn)
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
+    yield await create_database(server_dsn, name)
+    await drop_databases(server_dsn, name)
 
 
 @pytest.fixture
