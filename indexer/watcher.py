@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import operator
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
@@ -33,6 +34,7 @@ from indexer.store.events import write_batch
 log = structlog.get_logger(__name__)
 
 _DONE = object()
+_EVENT_TYPE = operator.attrgetter("event_type")
 ONCE_ATTEMPTS = 5  # `run --once` tries this often when a node gives bad answers (stale, lagging)
 
 
@@ -227,7 +229,7 @@ class Watcher:
             self.events_written += new
             progress.update(batch.last.number, new, time.monotonic() - began)
             if self.metrics is not None:
-                by_type = collections.Counter(e.event_type.value for e in batch.events)
+                by_type = collections.Counter(map(_EVENT_TYPE, batch.events))  # StrEnum: types are their names
                 self.metrics.batch_indexed(
                     self.chain.name, batch.last.number, head, confirmed, by_type, batch.last.time
                 )

@@ -196,12 +196,31 @@ class HttpNode:
             self._session = aiohttp.ClientSession(timeout=self._timeout, headers={"Content-Type": "application/json"})
         async with self._session.post(self.url, data=orjson.dumps(body)) as response:
             response.raise_for_status()
-            return orjson.loads(await response.read())
+            return orjson.loads(await _body(response))
 
     async def disconnect(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+async def _body(response: aiohttp.ClientResponse) -> bytes | bytearray:
+    """The whole body, read into one buffer of the announced length: `read()` gathers the chunks and
+    joins them, holding a large answer (tens of MB of logs) twice at once. A compressed body (whose
+    length is the compressed one) or one without a length is read as it comes."""
+    length = response.content_length
+    if not length or response.headers.get("Content-Encoding", "identity").lower() != "identity":
+        return await response.read()
+    body = bytearray(length)
+    view, at = memoryview(body), 0
+    async for chunk in response.content.iter_any():
+        if at + len(chunk) > length:
+            raise ValueError(f"the body is longer than its Content-Length ({length} bytes)")
+        view[at : at + len(chunk)] = chunk
+        at += len(chunk)
+    if at != length:
+        raise ValueError(f"the body ended after {at} of its {length} bytes")
+    return body
 
 
 async def _sleep(seconds: float) -> None:

@@ -62,13 +62,14 @@ class Table:
 class Positions:
     """Positions nested by (validator, asset); an inner mapping is copied the first time the batch touches it."""
 
-    __slots__ = ("base", "rows", "owned", "touched")
+    __slots__ = ("base", "rows", "owned", "touched", "whole")
 
     def __init__(self, base: ProjectionState) -> None:
         self.base = base
         self.rows: dict[ValidatorKey, Mapping[str, int]] = dict(base.positions)
         self.owned: set[ValidatorKey] = set()
         self.touched: dict[ValidatorKey, set[str]] = {}  # (validator, asset) -> stakers whose amount was written
+        self.whole: set[ValidatorKey] = set()  # pools a pro rata wrote every position of
 
     def stakers(self, validator: str, asset: str) -> dict[str, int]:
         key = (validator, asset)
@@ -103,7 +104,7 @@ class Positions:
         if 0 in left:
             for name in compress(names, map(operator.not_, left)):
                 del stakers[name]
-        touched.update(compress(names, taken))
+        self.whole.add((validator, asset))  # nearly every position gave: `changed` compares them all
 
     @staticmethod
     def _set(stakers: dict[str, int], staker: str, amount: int) -> None:
@@ -121,12 +122,18 @@ class Positions:
         self.owned.clear()
         return MappingProxyType(self.rows)
 
+    def written(self) -> int:
+        """How many positions the draft has written so far (some perhaps back to their old value)."""
+        return sum(len(self.rows[key]) if key in self.whole else len(stakers) for key, stakers in self.touched.items())
+
     def changed(self, new: ProjectionState) -> frozenset[PositionKey]:
         none: Mapping[str, int] = {}
         changed = []
         for (validator, asset), stakers in self.touched.items():
             before = self.base.positions.get((validator, asset), none)
             after = new.positions.get((validator, asset), none)
+            if (validator, asset) in self.whole:
+                stakers = before.keys() | after.keys()
             changed.extend((s, validator, asset) for s in stakers if before.get(s) != after.get(s))
         return frozenset(changed)
 
@@ -178,7 +185,7 @@ class Draft:
         """How many keys the draft has written so far (some perhaps back to their old value)."""
         tables = (self.validators, self.pools, self.delegations, self.balances, self.token_owners, self.token_pools,
                   self.withdrawals)  # fmt: skip
-        return sum(len(t.touched) for t in tables) + sum(map(len, self.positions.touched.values()))
+        return sum(len(t.touched) for t in tables) + self.positions.written()
 
     def freeze(self, *, changes: bool = True) -> tuple[ProjectionState, Changes]:
         """The new state and the keys whose value it changed (none reported unless `changes`)."""

@@ -93,8 +93,12 @@ async def save_pool_names(conn: asyncpg.Connection, names: Mapping[str, str]) ->
 # events, remember the range's block hashes and trim old ones. Data-modifying CTEs all run.
 # Cursor and events commit together, so losing the last commits to a server crash only means
 # re-indexing those blocks: durability can wait for the WAL writer (synchronous_commit off for
-# this transaction, set here rather than by a statement of its own).
-_STORE_BATCH = f"""
+# this transaction, set here rather than by a statement of its own). `{on_conflict}` is empty
+# for the first try: above the cursor nothing is stored in the common case, and a plain INSERT
+# costs the server about a third less than ON CONFLICT DO NOTHING (a speculative insertion per
+# row). A unique violation (events kept from before, e.g. a contract added to the config, or a
+# node answering a log twice) makes `write_batch` store the batch again with the conflicts skipped.
+_STORE_BATCH_TEMPLATE = f"""
 WITH moved AS (
     INSERT INTO chain_cursors AS c
            (chain, chain_id, block_number, block_hash, block_time, head_block, confirmed_block, updated_at)
@@ -111,7 +115,7 @@ WITH moved AS (
            to_timestamp(block_time), tx_hash, log_index, event_type, staker, counterparty, pool, pool_hash,
            amount::numeric(78, 0), token_id::numeric(78, 0), to_timestamp(unlock_time), asset
       FROM events_staging
-    ON CONFLICT (chain, tx_hash, log_index) DO NOTHING
+    {{on_conflict}}
     RETURNING 1
 ), remembered AS (
     INSERT INTO recent_blocks (chain, block_number, block_hash, parent_hash, block_time)
@@ -124,6 +128,10 @@ WITH moved AS (
 SELECT (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM inserted) AS inserted,
        set_config('synchronous_commit', 'off', true) AS synchronous_commit
 """
+_STORE_BATCH = _STORE_BATCH_TEMPLATE.format(on_conflict="")
+_STORE_BATCH_SKIPPING_STORED = _STORE_BATCH_TEMPLATE.format(
+    on_conflict="ON CONFLICT (chain, tx_hash, log_index) DO NOTHING"
+)
 
 
 async def write_batch(
@@ -151,29 +159,37 @@ async def write_batch(
         ),
         key=lambda b: b.number,
     ) + [last]
+    values = (
+        batch.chain,
+        chain_id,
+        last.number,
+        last.hash,
+        last.time,
+        head_block,
+        confirmed_block,
+        batch.first_block - 1,
+        [b.number for b in blocks],
+        [b.hash for b in blocks],
+        [b.parent_hash for b in blocks],
+        oldest_kept,
+        batch.parent_hash,
+        [b.time for b in blocks],
+    )
+    try:
+        return await _store(conn, batch, _STORE_BATCH, values)
+    except asyncpg.UniqueViolationError:  # some of its events are stored already: rolled back, store it skipping them
+        return await _store(conn, batch, _STORE_BATCH_SKIPPING_STORED, values)
+
+
+async def _store(conn: asyncpg.Connection, batch: Batch, statement: str, values: tuple[Any, ...]) -> int:
+    """One try at storing the batch with its cursor and block hashes, in one transaction; returns new events."""
     async with conn.transaction():
         await save_pool_names(conn, batch.pool_names)
         if batch.events:
             await conn.copy_records_to_table(
                 "events_staging", records=event_records(batch.events), columns=EVENT_COLUMNS
             )
-        row = await conn.fetchrow(
-            _STORE_BATCH,
-            batch.chain,
-            chain_id,
-            last.number,
-            last.hash,
-            last.time,
-            head_block,
-            confirmed_block,
-            batch.first_block - 1,
-            [b.number for b in blocks],
-            [b.hash for b in blocks],
-            [b.parent_hash for b in blocks],
-            oldest_kept,
-            batch.parent_hash,
-            [b.time for b in blocks],
-        )
+        row = await conn.fetchrow(statement, *values)
         if row["moved"] != 1:
             await _refuse(conn, batch)
         if batch.history_changed_since is not None and row["inserted"]:

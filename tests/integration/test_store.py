@@ -83,6 +83,25 @@ async def test_replaying_events_adds_nothing(db):
     assert await db.fetchval("SELECT count(*) FROM events") == 2
 
 
+async def test_a_log_answered_twice_in_one_batch_is_stored_once_with_the_batch(db):
+    """The first try (a plain INSERT) fails on the repeated key; the batch is stored again skipping it."""
+    async with db.acquire() as conn:
+        await write(conn, batch(5, 20, [event(0)]))
+        assert await write(conn, batch(21, 30, [event(1), event(1), event(2)], {"0xhash": "named"})) == 2
+    assert [r["log_index"] for r in await db.fetch("SELECT log_index FROM events ORDER BY 1")] == [0, 1, 2]
+    assert (await load_cursor(db, "c1")).number == 30
+    assert await load_pool_names(db) == {"0xhash": "named"}  # the second try kept the whole batch
+
+
+async def test_stored_events_and_a_moved_cursor_still_refuse_the_batch_and_write_nothing(db):
+    async with db.acquire() as conn:
+        await write(conn, batch(5, 20, [event(0)]))
+        with pytest.raises(FatalError, match="no longer at block 29"):
+            await write(conn, batch(30, 40, [event(0), event(1)]))
+    assert await db.fetchval("SELECT count(*) FROM events") == 1
+    assert (await load_cursor(db, "c1")).number == 20
+
+
 async def test_cursor_moved_by_someone_else_is_fatal_and_writes_nothing(db):
     async with db.acquire() as conn:
         await write(conn, batch(5, 20))

@@ -44,3 +44,39 @@ def test_chunks_cover_the_events_in_order_and_end_at_block_boundaries(blocks, si
         assert all(previous_end < e.block_number <= end for e in chunk)
         previous_end = end
     assert all(len(chunk) >= size for chunk, _ in chunks[:-1])
+
+
+class Log(dict):
+    """A node's log (a dict) that a weak reference can watch."""
+
+
+def test_a_ranges_logs_are_let_go_chunk_by_chunk_as_they_are_decoded():
+    import asyncio
+    import gc
+    import weakref
+
+    from indexer.batch import BlockRef
+    from indexer.chains.batches import block_batches
+
+    logs = [Log(blockNumber=hex(block)) for block in (1, 1, 2, 3, 3, 3, 4)]
+    alive = [weakref.ref(log) for log in logs]
+    blocks = {n: BlockRef(n, f"0x{n}", f"0x{n - 1}", 100 + n) for n in range(1, 6)}
+    decoded: list[int] = []
+
+    def decode(chunk):
+        decoded.append(len(chunk))
+        return ()
+
+    async def batches():
+        seen = []
+        async for batch in block_batches("c", 1, blocks[5], logs, blocks, 2, decode, {}):
+            gc.collect()
+            seen.append((batch.first_block, batch.last.number, [ref() is not None for ref in alive]))
+        return seen
+
+    seen = asyncio.run(batches())
+    assert logs == []  # taken over by block_batches
+    assert decoded == [2, 4, 1]  # chunks of about 2 logs, a block never split
+    assert [(first, last) for first, last, _ in seen] == [(1, 1), (2, 3), (4, 5)]
+    assert seen[0][2] == [False, False, True, True, True, True, True]  # block 1's logs gone once decoded
+    assert seen[1][2] == [False] * 6 + [True]

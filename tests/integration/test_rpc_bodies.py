@@ -1,0 +1,82 @@
+"""The RPC client reads an answer whole however the node sends it: with a length, compressed, chunked, or cut short."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp import web
+
+from indexer.chains.rpc import HttpNode
+
+LOGS = [{"address": "0x" + "ab" * 20, "data": "0x" + f"{i:064x}", "logIndex": hex(i)} for i in range(40_000)]
+
+
+def answer(request_body: bytes) -> bytes:
+    request = orjson.loads(request_body)
+    return orjson.dumps({"jsonrpc": "2.0", "id": request["id"], "result": LOGS})
+
+
+async def with_length(request: web.Request) -> web.Response:
+    return web.Response(body=answer(await request.read()), content_type="application/json")
+
+
+async def compressed(request: web.Request) -> web.Response:
+    body = gzip.compress(answer(await request.read()))
+    return web.Response(body=body, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})
+
+
+async def chunked(request: web.Request) -> web.StreamResponse:
+    body = answer(await request.read())
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    for at in range(0, len(body), 65_536):
+        await response.write(body[at : at + 65_536])
+    await response.write_eof()
+    return response
+
+
+async def cut_short(request: web.Request) -> web.StreamResponse:
+    body = answer(await request.read())
+    response = web.StreamResponse(headers={"Content-Type": "application/json", "Content-Length": str(len(body))})
+    await response.prepare(request)
+    await response.write(body[: len(body) // 2])
+    request.transport.close()  # the connection drops half way
+    return response
+
+
+@pytest.fixture
+async def node_url():
+    app = web.Application()
+    for path, handler in {"/length": with_length, "/gzip": compressed, "/chunked": chunked, "/cut": cut_short}.items():
+        app.router.add_post(path, handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+@pytest.mark.parametrize("path", ["/length", "/gzip", "/chunked"])
+async def test_a_large_answer_is_read_whole_however_it_is_sent(node_url, path):
+    node = HttpNode(node_url + path, timeout=10)
+    try:
+        result = await node.make_request("eth_getLogs", [])
+    finally:
+        await node.disconnect()
+    assert result["result"] == LOGS
+
+
+async def test_an_answer_cut_short_is_an_error_not_a_shorter_answer(node_url):
+    node = HttpNode(node_url + "/cut", timeout=10)
+    try:
+        with pytest.raises((aiohttp.ClientError, ValueError)):
+            await asyncio.wait_for(node.make_request("eth_getLogs", []), 10)
+    finally:
+        await node.disconnect()
