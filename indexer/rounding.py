@@ -1,7 +1,9 @@
 """The largest-remainder method: an integer amount shared exactly in proportion to integer weights (pure).
 
 One implementation for every exact split: the pro rata of an over-unstake (`projector/prorata.py`,
-a hot path) and a validator's reward among its stakers (`epochs/split.py`).
+a hot path) and a validator's reward among its stakers (`epochs/split.py`). Its one twin is
+`projector/vector.py`, the same rule on limb arrays for the projector's large pools, tested equal
+to the Fraction definition and to the fold on Python integers.
 """
 
 from __future__ import annotations

@@ -20,6 +20,8 @@ from indexer.projection import (
 )
 from indexer.projector.prorata import shares
 
+VECTOR_AT = 256  # positions in a pool from which a pro rata runs on limb arrays (numpy) instead of Python integers
+
 
 class Table:
     """One flat projection: its rows, copied for the batch on the first write, and the keys the batch touched."""
@@ -60,9 +62,14 @@ class Table:
 
 
 class Positions:
-    """Positions nested by (validator, asset); an inner mapping is copied the first time the batch touches it."""
+    """Positions nested by (validator, asset); an inner mapping is copied the first time the batch touches it.
 
-    __slots__ = ("base", "rows", "owned", "touched", "whole")
+    A pool of at least VECTOR_AT positions that a pro rata takes from is kept, for the rest of the
+    batch, as limb arrays (`projector/vector.py`: the same exact arithmetic on whole arrays), and
+    turned back into a mapping when the draft is frozen.
+    """
+
+    __slots__ = ("base", "rows", "owned", "touched", "whole", "vectors")
 
     def __init__(self, base: ProjectionState) -> None:
         self.base = base
@@ -70,6 +77,7 @@ class Positions:
         self.owned: set[ValidatorKey] = set()
         self.touched: dict[ValidatorKey, set[str]] = {}  # (validator, asset) -> stakers whose amount was written
         self.whole: set[ValidatorKey] = set()  # pools a pro rata wrote every position of
+        self.vectors: dict[ValidatorKey, Any] = {}  # pools kept as limb arrays (PoolVector) in this batch
 
     def stakers(self, validator: str, asset: str) -> dict[str, int]:
         key = (validator, asset)
@@ -80,14 +88,33 @@ class Positions:
         return self.rows[key]  # type: ignore[return-value]
 
     def add(self, staker: str, validator: str, asset: str, amount: int) -> None:
+        vector = self.vectors.get((validator, asset))
+        if vector is not None:
+            if vector.add(staker, amount):
+                return
+            self._unvectorize((validator, asset))  # the pool outgrew the limbs: back to Python integers
         stakers = self.stakers(validator, asset)
         self._set(stakers, staker, stakers.get(staker, 0) + amount)
         self.touched[(validator, asset)].add(staker)
 
     def remove(self, holder: str, validator: str, asset: str, amount: int, event: Event) -> None:
         """Take `amount` from the holder's own position first, the excess from the others pro rata."""
-        stakers = self.stakers(validator, asset)
-        touched = self.touched[(validator, asset)]
+        key = (validator, asset)
+        vector = self.vectors.get(key)
+        if vector is None:
+            stakers = self.stakers(validator, asset)
+            if amount > stakers.get(holder, 0) and len(stakers) >= VECTOR_AT:
+                vector = self._vectorize(key)
+        if vector is not None:
+            own = min(vector.get(holder), amount)
+            vector.add(holder, -own)
+            if amount > own:
+                try:
+                    vector.take_pro_rata(amount - own)
+                except ValueError as exc:
+                    raise ProjectionError(f"positions at {validator}/{asset} broken ({exc}) in {where(event)}") from exc
+            return
+        touched = self.touched[key]
         own = min(stakers.get(holder, 0), amount)
         if own:
             self._set(stakers, holder, stakers[holder] - own)
@@ -106,6 +133,20 @@ class Positions:
                 del stakers[name]
         self.whole.add((validator, asset))  # nearly every position gave: `changed` compares them all
 
+    def _vectorize(self, key: ValidatorKey) -> Any:
+        """The pool as limb arrays from now on in this batch; None if its total is too large for them."""
+        from indexer.projector.vector import PoolVector, fits  # numpy: loaded only when a large pool needs it
+
+        stakers = self.rows[key]
+        if not fits(sum(stakers.values())):
+            return None
+        vector = self.vectors[key] = PoolVector(stakers)
+        self.whole.add(key)
+        return vector
+
+    def _unvectorize(self, key: ValidatorKey) -> None:
+        self.rows[key] = dict(self.vectors.pop(key).items())
+
     @staticmethod
     def _set(stakers: dict[str, int], staker: str, amount: int) -> None:
         if amount:
@@ -114,6 +155,8 @@ class Positions:
             del stakers[staker]
 
     def frozen(self) -> Mapping:
+        for key in list(self.vectors):
+            self._unvectorize(key)
         for key in self.owned:
             if self.rows[key]:
                 self.rows[key] = MappingProxyType(self.rows[key])  # type: ignore[arg-type]
@@ -124,7 +167,11 @@ class Positions:
 
     def written(self) -> int:
         """How many positions the draft has written so far (some perhaps back to their old value)."""
-        return sum(len(self.rows[key]) if key in self.whole else len(stakers) for key, stakers in self.touched.items())
+        return sum(self._size(key) if key in self.whole else len(stakers) for key, stakers in self.touched.items())
+
+    def _size(self, key: ValidatorKey) -> int:
+        vector = self.vectors.get(key)
+        return len(self.rows[key]) if vector is None else vector.size
 
     def changed(self, new: ProjectionState) -> frozenset[PositionKey]:
         none: Mapping[str, int] = {}

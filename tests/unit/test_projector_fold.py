@@ -8,12 +8,13 @@ from fractions import Fraction
 from typing import Any, NamedTuple
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from indexer.errors import FatalError
 from indexer.events import Event, EventType
 from indexer.projection import EMPTY, Pending, ProjectionError, ProjectionState, checkpoint
+from indexer.projector import draft as draft_module
 from indexer.projector import fold, take_pro_rata
 
 ZERO = "0x" + "0" * 40
@@ -552,9 +553,18 @@ def in_order(events: list[Event]) -> list[Event]:
     return sorted(events, key=lambda e: (e.block_time, e.chain, e.block_number, e.log_index))
 
 
-@settings(max_examples=150, deadline=None)
+@pytest.fixture(params=[draft_module.VECTOR_AT, 1], ids=["python-pools", "limb-pools"])
+def pools_as(request):
+    """Run a property with pools kept as Python integers, then with every pool a pro rata touches as limbs."""
+    saved = draft_module.VECTOR_AT
+    draft_module.VECTOR_AT = request.param
+    yield request.param
+    draft_module.VECTOR_AT = saved
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(actions=st.lists(ACTIONS, min_size=10, max_size=60), data=st.data())
-def test_any_split_into_batches_folds_to_the_same_state_and_replays_change_nothing(actions, data):
+def test_any_split_into_batches_folds_to_the_same_state_and_replays_change_nothing(pools_as, actions, data):
     events = in_order(simulate(actions).events)
     whole, untracked = fold(EMPTY, data.draw(st.permutations(events)), changes=False)  # as `reproject` folds
     assert not untracked
@@ -572,9 +582,9 @@ def test_any_split_into_batches_folds_to_the_same_state_and_replays_change_nothi
     assert state == whole
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(actions=st.lists(ACTIONS, min_size=10, max_size=60))
-def test_balances_pools_positions_and_withdrawals_match_the_contract_model(actions):
+def test_balances_pools_positions_and_withdrawals_match_the_contract_model(pools_as, actions):
     model = simulate(actions)
     state, _ = fold(EMPTY, model.events)
     assert_invariants(state)
