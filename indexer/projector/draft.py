@@ -20,7 +20,7 @@ from indexer.projection import (
 )
 from indexer.projector.prorata import shares
 
-VECTOR_AT = 256  # positions in a pool from which a pro rata runs on limb arrays (numpy) instead of Python integers
+VECTOR_AT = 1024  # positions in a pool from which a pro rata runs on limb arrays (numpy): below, Python integers are faster
 
 
 class Table:
