@@ -20,7 +20,7 @@ from indexer.projection import (
 )
 from indexer.projector.prorata import shares
 
-VECTOR_AT = 1024  # positions in a pool from which a pro rata runs on limb arrays (numpy): below, Python integers are faster
+VECTOR_AT = 1024  # positions from which a pool's pro rata runs on limb arrays (numpy); below, integers are faster
 
 
 class Table:

@@ -81,6 +81,7 @@ class PoolVector:
             raise ValueError(f"cannot take {amount} from holdings totalling {self.total}")
         if amount == 0:
             return
+        self._compact()
         n = self.size
         held = [self.limbs[k, :n] for k in range(LIMBS)]
         taken = pro_rata_limbs(held, amount, self.total, self.names)
@@ -95,6 +96,19 @@ class PoolVector:
         """Every non-zero position as (name, amount)."""
         values = self._values()
         return ((name, value) for name, value in zip(self.names, values, strict=True) if value)
+
+    def _compact(self) -> None:
+        """Drop the positions gone to zero once they are half the arrays: a long batch (a reproject) with
+        stakers coming and going would otherwise share every pro rata over every staker it ever saw."""
+        n = self.size
+        live = np.flatnonzero(self.limbs[0, :n] | self.limbs[1, :n] | self.limbs[2, :n])
+        if 2 * len(live) >= n:
+            return
+        self.names = [self.names[i] for i in live.tolist()]
+        self.index = {name: i for i, name in enumerate(self.names)}
+        self.size = len(self.names)
+        self.limbs[:, : self.size] = self.limbs[:, live]
+        self.limbs[:, self.size : n] = 0
 
     def _value(self, i: int) -> int:
         return int(self.limbs[0, i]) | int(self.limbs[1, i]) << 32 | int(self.limbs[2, i]) << 64

@@ -70,6 +70,20 @@ def test_single_positions_read_and_move_like_integers(holdings, data):
     assert dict(vector.items()) == {n: v for n, v in (holdings | {name: holdings.get(name, 0) + delta}).items() if v}
 
 
+def test_positions_gone_to_zero_are_dropped_once_they_are_half_the_pool_and_the_rest_is_unchanged():
+    holdings = {f"0x{i:04x}": 10**18 + i for i in range(100)}
+    vector = PoolVector(holdings)
+    for name in list(holdings)[:60]:  # 60 stakers leave the pool
+        assert vector.add(name, -holdings[name])
+    vector.add("0xnew", 5)
+    left = {name: held for name, held in holdings.items() if name >= "0x003c"} | {"0xnew": 5}
+    vector.take_pro_rata(12_345)
+    expected = by_fractions(12_345, left)
+    assert vector.size == 41  # the 60 zeros are gone from the arrays
+    assert dict(vector.items()) == {name: held - expected[name] for name, held in left.items()}
+    assert vector.get("0x0000") == 0 and vector.add("0x0000", 3) and vector.get("0x0000") == 3
+
+
 def test_a_pool_at_the_limbs_limit_is_refused_and_an_add_reaching_it_changes_nothing():
     assert fits(LIMIT - 1) and not fits(LIMIT)
     with pytest.raises(ValueError, match="cannot be kept"):
