@@ -68,9 +68,7 @@ class PoolVector:
         i = self.index.get(name)
         if i is None:
             i = self._append(name)
-        value = self._value(i) + delta
-        for k in range(LIMBS):
-            self.limbs[k, i] = (value >> (32 * k)) & 0xFFFFFFFF
+        self.limbs[:, i] = _limbs_of(self._value(i) + delta, LIMBS)
         self.total += delta
         return True
 
@@ -85,11 +83,7 @@ class PoolVector:
         n = self.size
         held = [self.limbs[k, :n] for k in range(LIMBS)]
         taken = pro_rata_limbs(held, amount, self.total, self.names)
-        borrow = np.zeros(n, dtype=np.uint64)
-        for k in range(LIMBS):  # held - taken, limb by limb (never below zero: each takes at most its holding)
-            difference = held[k] + _BASE - taken[k] - borrow
-            self.limbs[k, :n] = difference & _MASK
-            borrow = np.uint64(1) - (difference >> _SHIFT)
+        self.limbs[:, :n] = _minus(held, taken)  # never below zero: each gives at most its holding
         self.total -= amount
 
     def items(self) -> Iterator[tuple[str, int]]:
@@ -111,7 +105,7 @@ class PoolVector:
         self.limbs[:, self.size : n] = 0
 
     def _value(self, i: int) -> int:
-        return int(self.limbs[0, i]) | int(self.limbs[1, i]) << 32 | int(self.limbs[2, i]) << 64
+        return _int_at(self.limbs, i)
 
     def _values(self) -> list[int]:
         n = self.size
@@ -146,12 +140,10 @@ def pro_rata_limbs(held: list[np.ndarray], amount: int, total: int, names: list[
     remainder = _minus(products, floors_times_total)
     t = _limbs_of(total, LIMBS + 1)
     for i in np.flatnonzero(_at_least(remainder, t)).tolist():  # the floor was one below: rare
-        r = _int_at(remainder, i) - total
-        q = _int_at(quotient, i) + 1
-        for k in range(LIMBS + 1):
-            remainder[k][i] = (r >> (32 * k)) & 0xFFFFFFFF
-        for k in range(LIMBS):
-            quotient[k][i] = (q >> (32 * k)) & 0xFFFFFFFF
+        for k, limb in enumerate(_limbs_of(_int_at(remainder, i) - total, LIMBS + 1)):
+            remainder[k][i] = limb
+        for k, limb in enumerate(_limbs_of(_int_at(quotient, i) + 1, LIMBS)):
+            quotient[k][i] = limb
     sums = [int(limb.sum()) for limb in remainder]  # each below n x 2^32: exact in uint64
     left, rest = divmod(sum(s << (32 * k) for k, s in enumerate(sums)), total)
     if rest:
@@ -187,7 +179,7 @@ def _limbs_of(value: int, count: int) -> list[int]:
     return [(value >> (32 * k)) & 0xFFFFFFFF for k in range(count)]
 
 
-def _int_at(limbs: list[np.ndarray], i: int) -> int:
+def _int_at(limbs: list[np.ndarray] | np.ndarray, i: int) -> int:
     return sum(int(limb[i]) << (32 * k) for k, limb in enumerate(limbs))
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from fractions import Fraction
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,17 +11,12 @@ from indexer.projector import draft as draft_module
 from indexer.projector import fold
 from indexer.projector.vector import LIMIT, PoolVector, fits
 from tests.unit.test_projector_fold import ALICE, BOB, CAROL, DAVE, P, burn, move, stake_tx, tx, unstake
+from tests.unit.test_rounding import by_fractions as fractions_rule
 
 
 def by_fractions(amount: int, holdings: dict[str, int]) -> dict[str, int]:
-    """SPEC 4 with exact Fractions: floor each share, then one unit to the largest remainders, lower name first."""
-    total = sum(holdings.values())
-    exact = {name: Fraction(amount * held, total) for name, held in holdings.items()}
-    taken = {name: int(share) for name, share in exact.items()}
-    ranked = sorted(holdings, key=lambda name: (-(exact[name] - taken[name]), name))
-    for name in ranked[: amount - sum(taken.values())]:
-        taken[name] += 1
-    return taken
+    """SPEC 4 with exact Fractions (the definition `test_rounding` checks the integer rule against), by name."""
+    return dict(zip(holdings, fractions_rule(amount, list(holdings.values()), list(holdings)), strict=True))
 
 
 NAMES = st.from_regex(r"0x[0-9a-f]{4}", fullmatch=True)
