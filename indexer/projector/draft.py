@@ -135,12 +135,12 @@ class Positions:
 
     def _vectorize(self, key: ValidatorKey) -> Any:
         """The pool as limb arrays from now on in this batch; None if its total is too large for them."""
-        from indexer.projector.vector import PoolVector, fits  # numpy: loaded only when a large pool needs it
+        from indexer.projector.vector import PoolVector  # numpy: loaded only when a large pool needs it
 
-        stakers = self.rows[key]
-        if not fits(sum(stakers.values())):
+        try:
+            vector = self.vectors[key] = PoolVector(self.rows[key])
+        except ValueError:  # its total is 2^95 or more
             return None
-        vector = self.vectors[key] = PoolVector(stakers)
         self.whole.add(key)
         return vector
 
