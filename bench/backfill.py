@@ -4,7 +4,7 @@ Run by hand: `make bench` (or `.venv/bin/python bench/backfill.py --events 10000
 Prints events/s and blocks/s for
   1. a real `indexer run --once` process on a fresh database, from its start to its exit with the
      projections committed (wall, peak RSS), against
-  2. the bare Python pipe in the same run: eth_getLogs over the same 10,000-block ranges, orjson,
+  2. the bare Python pipe in the same run: eth_getLogs over the same 10,000-block ranges, msgspec,
      byte-slice decoding, COPY into an unindexed table (the floor any Python indexer pays),
   3. where the process's time goes: its start-up (interpreter and imports, the schema check) and,
      from the same `index_chains` run in this process, each stage's busy seconds (fetch, block
@@ -166,10 +166,10 @@ BARE_TABLE = """CREATE TABLE bare_events (block_number bigint, block_hash text, 
 
 
 async def bare_pipe(dsn: str, url: str, address: str, head: int, ceiling: int) -> tuple[float, int]:
-    """The floor of a Python backfill: eth_getLogs over `ceiling`-block ranges, orjson, byte-slice decoding
+    """The floor of a Python backfill: eth_getLogs over `ceiling`-block ranges, msgspec, byte-slice decoding
     of the indexed topics, COPY into an unindexed table, one commit; (seconds, logs)."""
     import aiohttp
-    import orjson
+    import msgspec
 
     conn = await asyncpg.connect(dsn)
     await conn.execute(BARE_TABLE)
@@ -177,9 +177,9 @@ async def bare_pipe(dsn: str, url: str, address: str, head: int, ceiling: int) -
     async with aiohttp.ClientSession() as http, conn.transaction():
         for start in range(0, head + 1, ceiling):
             query = {"fromBlock": hex(start), "toBlock": hex(min(start + ceiling - 1, head)), "address": [address]}
-            body = orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_getLogs", "params": [query]})
+            body = msgspec.json.encode({"jsonrpc": "2.0", "id": 1, "method": "eth_getLogs", "params": [query]})
             async with http.post(url, data=body, headers={"Content-Type": "application/json"}) as answer:
-                logs = orjson.loads(await answer.read())["result"]
+                logs = msgspec.json.decode(await answer.read())["result"]
             lines = []
             for item in logs:
                 topics = item["topics"]
@@ -353,7 +353,7 @@ async def dense(args) -> None:
 
         print(f"\nbackfill of {events:,} events over {head:,} blocks")
         print(line("indexer run --once process (start to projections)", wall, events))
-        print(line("bare pipe (getLogs + orjson + slices + COPY)", bare, bare_events))
+        print(line("bare pipe (getLogs + msgspec + slices + COPY)", bare, bare_events))
         print(f"  process / bare pipe: {bare / wall:.2f}x (target >= 0.5x; >= 40,000 events/s); peak RSS {rss:.0f} MB")
         print(f"  where the process's time goes ({wall:.2f} s wall, {cpu:.2f} s of its own CPU):")
         print(f"    start-up: interpreter and imports {imports:.2f} s, schema on a fresh database {schema:.2f} s")

@@ -6,7 +6,7 @@ import asyncio
 import gzip
 
 import aiohttp
-import orjson
+import msgspec
 import pytest
 from aiohttp import web
 
@@ -16,8 +16,8 @@ LOGS = [{"address": "0x" + "ab" * 20, "data": "0x" + f"{i:064x}", "logIndex": he
 
 
 def answer(request_body: bytes) -> bytes:
-    request = orjson.loads(request_body)
-    return orjson.dumps({"jsonrpc": "2.0", "id": request["id"], "result": LOGS})
+    request = msgspec.json.decode(request_body)
+    return msgspec.json.encode({"jsonrpc": "2.0", "id": request["id"], "result": LOGS})
 
 
 async def with_length(request: web.Request) -> web.Response:
@@ -40,6 +40,15 @@ async def chunked(request: web.Request) -> web.StreamResponse:
     return response
 
 
+WIDE = 2**70 + 1  # beyond 64 bits: a double would make it 2**70
+
+
+async def wide_number(request: web.Request) -> web.Response:
+    request_id = msgspec.json.decode(await request.read())["id"]
+    body = b'{"jsonrpc": "2.0", "id": %d, "result": {"balance": %d}}' % (request_id, WIDE)
+    return web.Response(body=body, content_type="application/json")
+
+
 async def cut_short(request: web.Request) -> web.StreamResponse:
     body = answer(await request.read())
     response = web.StreamResponse(headers={"Content-Type": "application/json", "Content-Length": str(len(body))})
@@ -52,7 +61,13 @@ async def cut_short(request: web.Request) -> web.StreamResponse:
 @pytest.fixture
 async def node_url():
     app = web.Application()
-    for path, handler in {"/length": with_length, "/gzip": compressed, "/chunked": chunked, "/cut": cut_short}.items():
+    for path, handler in {
+        "/length": with_length,
+        "/gzip": compressed,
+        "/chunked": chunked,
+        "/cut": cut_short,
+        "/wide": wide_number,
+    }.items():
         app.router.add_post(path, handler)
     runner = web.AppRunner(app)
     await runner.setup()
@@ -80,3 +95,12 @@ async def test_an_answer_cut_short_is_an_error_not_a_shorter_answer(node_url):
             await asyncio.wait_for(node.make_request("eth_getLogs", []), 10)
     finally:
         await node.disconnect()
+
+
+async def test_a_number_beyond_64_bits_is_read_exact(node_url):
+    node = HttpNode(node_url + "/wide", timeout=10)
+    try:
+        result = await node.make_request("eth_getBalance", [])
+    finally:
+        await node.disconnect()
+    assert result["result"]["balance"] == WIDE and type(result["result"]["balance"]) is int
