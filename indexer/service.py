@@ -21,6 +21,7 @@ from indexer.decode.calldata import names_by_hash
 from indexer.errors import IndexerError
 from indexer.metrics import Metrics
 from indexer.ownership import owned, process_name
+from indexer.projector.committed import CommittedEvents
 from indexer.projector.runner import Projector, run_projector
 from indexer.runtime import tune_gc
 from indexer.store.cursors import load_pool_names, record_health, record_owner
@@ -80,16 +81,23 @@ async def index_chains(
     known = await load_pool_names(pool) | names_by_hash(v.id for v in config.validators)
     sources = [build_source(chain, known, metrics) for chain in config.chains if chain.kind in NODE_CHAINS]
     feeds = build_feeds(config, pool, metrics)
-    projector = Projector(pool, config) if project else None
+    committed = CommittedEvents() if project else None  # the watchers hand their batches to the projector
+    projector = Projector(pool, config, committed=committed) if project else None
     failed: list[IndexerError] = []
     try:
         async with asyncio.TaskGroup() as group:
             watchers = [
                 group.create_task(
-                    _owned_chain(Watcher(source, source.chain, pool, metrics=metrics), pool, stop, once, failed),
+                    _owned_chain(
+                        Watcher(source, source.chain, pool, metrics=metrics, committed=committed if kept else None),
+                        pool,
+                        stop,
+                        once,
+                        failed,
+                    ),
                     name=f"watch:{source.name}",
                 )
-                for source in [*sources, *feeds]
+                for source, kept in [*((s, True) for s in sources), *((f, False) for f in feeds)]
             ]
             if projector is not None and not once:
                 interval = min((c.poll_interval_seconds for c in config.chains), default=1.0)

@@ -28,8 +28,9 @@ from indexer.batch import Batch, BlockRef
 from indexer.clock import sleep_unless
 from indexer.errors import FatalError, IndexerError, ReorgDetected, RetryableError, RpcError
 from indexer.progress import Progress
+from indexer.projector.committed import CommittedEvents
 from indexer.store.cursors import adopt_contracts, known_contracts, load_cursor, record_head, record_health
-from indexer.store.events import write_batch
+from indexer.store.events import newest_event_block, write_batch
 
 log = structlog.get_logger(__name__)
 
@@ -74,8 +75,16 @@ class Watcher:
     """Indexes one chain into the event log."""
 
     def __init__(
-        self, source: Source, chain: Any, pool: asyncpg.Pool, *, keep_blocks: int | None = None, metrics: Any = None
+        self,
+        source: Source,
+        chain: Any,
+        pool: asyncpg.Pool,
+        *,
+        keep_blocks: int | None = None,
+        metrics: Any = None,
+        committed: CommittedEvents | None = None,
     ) -> None:
+        """`committed`: where to hand each committed batch for this process's projector (node chains only)."""
         self.source = source
         self.metrics = metrics
         self.chain = chain
@@ -86,6 +95,8 @@ class Watcher:
         self.log = log.bind(chain=chain.name)
         self.events_written = 0
         self.ancestor_misses = 0  # polls in a row that found no remembered block on the node's chain
+        self.committed = committed
+        self.fresh_above = -1  # the newest block with stored events at the start: below, the log may hold more
 
     async def run(self, stop: asyncio.Event, *, once: bool) -> None:
         """Index to the confirmed head; with `once` return then, else keep following until `stop` is set."""
@@ -93,6 +104,8 @@ class Watcher:
         failures = 0
         healthy = False  # whether this run has recorded the source as ok
         await self.adopt_contracts()
+        if self.committed is not None:  # batches re-indexing stored history are not handed on (see CommittedEvents)
+            self.fresh_above = await newest_event_block(self.pool, self.chain.name)
         while not stop.is_set():
             try:
                 await self.catch_up(stop, follow_head=not once)
@@ -136,6 +149,8 @@ class Watcher:
         if cursor is not None and (canonical is None or canonical.hash != cursor.hash):
             if canonical is None and head >= cursor.number:
                 raise RetryableError(f"chain {self.chain.name}: the node has no block {cursor.number} (lagging node?)")
+            if self.committed is not None:
+                self.committed.forget(self.chain.name)
             try:
                 cursor = await reorg.repair(self.pool, self.source, self.chain.name, cursor, window=self.keep_blocks,
                                             metrics=self.metrics, attempt=self.ancestor_misses + 1)  # fmt: skip
@@ -226,6 +241,8 @@ class Watcher:
             committed = getattr(self.source, "committed", None)
             if committed is not None:
                 committed(batch, new)
+            if self.committed is not None and batch.first_block > self.fresh_above:
+                self.committed.committed(batch, new)
             self.events_written += new
             progress.update(batch.last.number, new, time.monotonic() - began)
             if self.metrics is not None:

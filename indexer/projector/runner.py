@@ -27,6 +27,7 @@ from indexer.clock import sleep_unless
 from indexer.errors import ConfigError
 from indexer.events import Event
 from indexer.projection import EMPTY, Checkpoint, ProjectionState
+from indexer.projector.committed import CommittedEvents
 from indexer.projector.draft import Draft
 from indexer.projector.feed import read_ahead, read_merged
 from indexer.projector.fold import apply
@@ -92,8 +93,18 @@ def fold_limits(chains: list[tuple[str, int, int | None]]) -> tuple[dict[str, tu
 class Projector:
     """Keeps the projection tables equal to the fold of the confirmed event log."""
 
-    def __init__(self, pool: asyncpg.Pool, config, *, batch: int = BATCH, read_batch: int = READ_BATCH) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        config,
+        *,
+        batch: int = BATCH,
+        read_batch: int = READ_BATCH,
+        committed: CommittedEvents | None = None,
+    ) -> None:
+        """`committed`: the events this process's watchers committed, read from memory where they cover a read."""
         self.pool = pool
+        self.committed = committed
         self.chains = sorted(c.name for c in config.chains if c.kind in ("evm", "tron"))
         # social feeds fold on their own clock, held back by their settle time for records published late
         self.feeds = {c.name: int(c.settle_seconds) for c in config.chains if c.kind == "social"}
@@ -177,6 +188,10 @@ class Projector:
         """Batches of the events after the state's checkpoints up to the limits, in canonical order."""
 
         async def read(chain: str, after: Checkpoint | None, limit: int) -> list[Event]:
+            if self.committed is not None:
+                kept = self.committed.read(chain, after, *limits[chain], limit)
+                if kept is not None:
+                    return kept
             return await read_events(self.pool, chain, after, *limits[chain], limit)
 
         after = {chain: state.checkpoints.get(chain) for chain in limits}
@@ -206,6 +221,11 @@ class Projector:
         block yet); each feed up to its poll clock less its settle time, whatever the chains do.
         """
         found = await projector_store.chain_frontier(self.pool, [*self.chains, *self.feeds])
+        if self.committed is not None:  # a kept chain folds up to what was handed over (see CommittedEvents)
+            for chain in self.chains:
+                reach = self.committed.reach(chain)
+                if chain in found and reach is not None and reach[0] < found[chain][0]:
+                    found[chain] = reach
         limits: dict[str, tuple[int, int]] = {}
         until = None
         if self.chains and all(chain in found for chain in self.chains):

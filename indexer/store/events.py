@@ -198,6 +198,12 @@ async def _store(conn: asyncpg.Connection, batch: Batch, statement: str, values:
     return row["inserted"]
 
 
+async def newest_event_block(conn: asyncpg.Connection | asyncpg.Pool, chain: str) -> int:
+    """The newest block holding a stored event of `chain` (-1 when none)."""
+    newest = await conn.fetchval("SELECT max(block_number) FROM events WHERE chain = $1", chain)
+    return -1 if newest is None else newest
+
+
 async def _record_history_change(conn: asyncpg.Connection, chain: str, *, since: int, clock: int) -> None:
     """Record that a feed's log changed from `since` on (a record came late), so the projections rebuild.
 

@@ -11,8 +11,10 @@ import pytest
 from indexer import service
 from indexer.config import parse_config
 from indexer.localchain import realistic_mix
+from indexer.projector.committed import CommittedEvents
 from indexer.projector.runner import Projector
 from indexer.service import index_chains
+from indexer.store.projections import read_events
 from indexer.verify import verify
 from tests.integration.conftest import chain_config
 
@@ -86,8 +88,21 @@ async def test_run_once_folds_while_the_watcher_writes_to_the_tables_of_a_reproj
         return folded[-1]
 
     monkeypatch.setattr(Projector, "step", counted)
+    answered = []  # reads the watcher's hand-over answered from memory: each must be what the log answers
+    read = CommittedEvents.read
+
+    def recorded(self: CommittedEvents, *args):
+        found = read(self, *args)
+        if found is not None:
+            answered.append((args, found))
+        return found
+
+    monkeypatch.setattr(CommittedEvents, "read", recorded)
     await index_chains(config, db, asyncio.Event(), once=True)
 
+    assert sum(len(found) for _, found in answered) > 10
+    for (chain, after, up_to_block, up_to_time, limit), found in answered:
+        assert found == await read_events(db, chain, after, up_to_block, up_to_time, limit)
     assert sum(1 for n in folded if n) > 1  # folded in several steps, while the watcher wrote
     assert sum(folded) == await db.fetchval("SELECT count(*) FROM events")
     alongside = await snapshot(db)
