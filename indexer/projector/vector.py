@@ -35,10 +35,12 @@ class PoolVector:
     """One pool's positions (staker -> amount) in limb arrays; zero amounts stay in place until `items`.
 
     `total` is the sum of the amounts, kept below `LIMIT`: `add` refuses (returns False) what would
-    reach it, and the caller goes back to plain integers.
+    reach it, and the caller goes back to plain integers. Single positions written between two pro
+    ratas wait in `written` as Python integers (a limb read or write costs microseconds, a thousand
+    times over between two pro ratas) and go into the arrays together, before the next pro rata.
     """
 
-    __slots__ = ("names", "index", "limbs", "size", "total")
+    __slots__ = ("names", "index", "limbs", "size", "total", "written")
 
     def __init__(self, stakers: Mapping[str, int]) -> None:
         self.names = list(stakers)
@@ -49,16 +51,15 @@ class PoolVector:
             raise ValueError(f"a pool totalling {self.total} cannot be kept as {LIMBS} limbs")
         capacity = max(16, 2 * self.size)
         self.limbs = np.zeros((LIMBS, capacity), dtype=np.uint64)
-        amounts = list(stakers.values())
-        for k in range(LIMBS):
-            shift = 32 * k
-            self.limbs[k, : self.size] = np.fromiter(
-                ((amount >> shift) & 0xFFFFFFFF for amount in amounts), dtype=np.uint64, count=self.size
-            )
+        _store(self.limbs, slice(0, self.size), list(stakers.values()))
+        self.written: dict[int, int] = {}  # index -> amount, not in the arrays yet
 
     def get(self, name: str) -> int:
         i = self.index.get(name)
-        return 0 if i is None else self._value(i)
+        if i is None:
+            return 0
+        value = self.written.get(i)
+        return self._value(i) if value is None else value
 
     def add(self, name: str, delta: int) -> bool:
         """Add `delta` (negative: subtract) to one position; False, changing nothing, if the total would
@@ -67,8 +68,12 @@ class PoolVector:
             return False
         i = self.index.get(name)
         if i is None:
-            i = self._append(name)
-        self.limbs[:, i] = _limbs_of(self._value(i) + delta, LIMBS)
+            i, value = self._append(name), 0
+        else:
+            value = self.written.get(i)
+            if value is None:
+                value = self._value(i)
+        self.written[i] = value + delta
         self.total += delta
         return True
 
@@ -79,6 +84,7 @@ class PoolVector:
             raise ValueError(f"cannot take {amount} from holdings totalling {self.total}")
         if amount == 0:
             return
+        self._settle()
         self._compact()
         n = self.size
         held = [self.limbs[k, :n] for k in range(LIMBS)]
@@ -88,6 +94,7 @@ class PoolVector:
 
     def items(self) -> Iterator[tuple[str, int]]:
         """Every non-zero position as (name, amount)."""
+        self._settle()
         values = self._values()
         return ((name, value) for name, value in zip(self.names, values, strict=True) if value)
 
@@ -104,8 +111,16 @@ class PoolVector:
         self.limbs[:, : self.size] = self.limbs[:, live]
         self.limbs[:, self.size : n] = 0
 
+    def _settle(self) -> None:
+        """Bring the positions written one by one into the arrays."""
+        if self.written:
+            where = np.fromiter(self.written.keys(), dtype=np.intp, count=len(self.written))
+            _store(self.limbs, where, list(self.written.values()))
+            self.written.clear()
+
     def _value(self, i: int) -> int:
-        return _int_at(self.limbs, i)
+        low, middle, high = self.limbs[:, i].tolist()
+        return low | middle << 32 | high << 64
 
     def _values(self) -> list[int]:
         n = self.size
@@ -173,6 +188,15 @@ def _largest(remainder: list[np.ndarray], count: int, names: list[str]) -> np.nd
     ranked = sorted(at_cut, key=lambda i: (-_int_at(remainder, i), names[i]))
     bumped[ranked[:wanted]] = 1
     return bumped
+
+
+def _store(limbs: np.ndarray, where: slice | np.ndarray, amounts: list[int]) -> None:
+    """Write `amounts` (each below 2^96) as limbs into the columns `where`."""
+    for k in range(LIMBS):
+        shift = 32 * k
+        limbs[k, where] = np.fromiter(
+            ((amount >> shift) & 0xFFFFFFFF for amount in amounts), dtype=np.uint64, count=len(amounts)
+        )
 
 
 def _limbs_of(value: int, count: int) -> list[int]:
