@@ -30,6 +30,7 @@ from indexer.config import parse_config
 from indexer.errors import ReorgTooDeep
 from indexer.events import Event
 from indexer.projection import EMPTY, ProjectionState, checkpoint
+from indexer.projector.committed import CommittedEvents
 from indexer.projector.fold import fold
 from indexer.projector.runner import Projector
 from indexer.simulation.clock import SimClock
@@ -138,6 +139,7 @@ class Schedule:
         self.stop = asyncio.Event()
         self.nodes = [_Node(self.db), _Node(self.db)]  # what the RPC client holds; their provider is new at every tick
         self.projector: Projector | None = None
+        self.committed = CommittedEvents()
 
     def note(self, line: str) -> None:
         self.outcome.trace.append(f"t{self.tick:03d} {line}")
@@ -172,7 +174,8 @@ class Schedule:
 
     def _watcher(self, known: dict[str, str]) -> Watcher:
         rpc = RpcClient(CHAIN, self.chain.rpc, timeout=5, providers=self.nodes, max_backoff=5.0)
-        return Watcher(EvmSource(self.chain, rpc, known), self.chain, self.db, keep_blocks=self.plan.keep_blocks)
+        return Watcher(EvmSource(self.chain, rpc, known), self.chain, self.db, keep_blocks=self.plan.keep_blocks,
+                       committed=self.committed)  # fmt: skip
 
     async def _on_tick(self, seconds: float) -> None:
         """A pause of the follow loop: check, maybe project, move the world, new nodes for the next tick."""
@@ -191,7 +194,7 @@ class Schedule:
 
     async def _project(self) -> None:
         if self.projector is None:
-            self.projector = Projector(self.db, self.config)
+            self.projector = Projector(self.db, self.config, committed=self.committed)
         # The projector reads ahead and writes in tasks of its own, so the order of its statements depends on
         # Postgres's timing: a crash planned inside a step would land on a different statement from run to run.
         # Crashes stay out of it (its crash safety is the kill tests'); one planned there comes right after.
@@ -206,6 +209,7 @@ class Schedule:
         """Run the follow loop (a fresh process after every crash) until stop, or once."""
         while True:
             self.projector = None  # nothing of the process's memory survives a crash
+            self.committed = CommittedEvents()  # what the process's watcher hands its projector
             watcher = None
             try:
                 watcher = self._watcher(await load_pool_names(self.db))  # a process's start: names learnt so far
