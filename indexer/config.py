@@ -308,6 +308,8 @@ class EvmChain(_NodeChain):
     kind: Literal["evm"]
     chain_id: Annotated[int, Field(gt=0)]
     contracts: Annotated[tuple[EvmContract, ...], BeforeValidator(_listed)]
+    # the largest answer read from a node: a larger one is refused unread and its log range halved
+    max_response_bytes: Annotated[int, Field(ge=1 << 20)] = 64 << 20
 
 
 class TronChain(_NodeChain):

@@ -56,7 +56,8 @@ def build_source(chain, known_pools: dict[str, str], metrics: Metrics | None = N
 
         return TronSource(chain, pool_names=known_pools)
     observer = metrics.rpc_observer(chain.name) if metrics is not None else None
-    rpc = RpcClient(chain.name, chain.rpc, timeout=chain.request_timeout_seconds, observer=observer)
+    rpc = RpcClient(chain.name, chain.rpc, timeout=chain.request_timeout_seconds, observer=observer,
+                    max_response_bytes=chain.max_response_bytes)  # fmt: skip
     return EvmSource(chain, rpc, known_pools)
 
 

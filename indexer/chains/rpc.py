@@ -43,6 +43,14 @@ class RateLimited(Exception):
     """A node answered with a rate-limit error object."""
 
 
+class AnswerTooLarge(Exception):
+    """An answer longer than the client reads (`max_response_bytes`): refused unread, as a node refuses a range."""
+
+
+TOO_LARGE_CODE = -32005  # the code providers give a result too large to answer (with a message `log_range` knows)
+DEFAULT_MAX_RESPONSE_BYTES = 64 << 20
+
+
 _RATE_LIMIT_MESSAGES = ("rate limit", "too many requests", "request limit", "exceeded the quota", "capacity")
 
 
@@ -60,14 +68,18 @@ class RpcClient:
         max_backoff: float = 5.0,
         observer: Observer | None = None,
         providers: Sequence[Any] | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
-        """`providers` (one per URL) replace the HTTP providers: the simulation's nodes."""
+        """`providers` (one per URL) replace the HTTP providers: the simulation's nodes. An answer longer than
+        `max_response_bytes` is not read: each of its calls gets a JsonRpcError saying the response is too large."""
         if not urls:
             raise ValueError(f"chain {chain}: no RPC URL")
         self.chain = chain
         self._urls = list(urls)
         self._labels = [redact_url(u) for u in urls]
-        self._providers = list(providers) if providers is not None else [HttpNode(u, timeout) for u in urls]
+        self._providers = (
+            list(providers) if providers is not None else [HttpNode(u, timeout, max_response_bytes) for u in urls]
+        )
         self._unhealthy_until = [0.0] * len(urls)
         self._current = 0
         self._attempts = attempts
@@ -121,6 +133,9 @@ class RpcClient:
             if any(isinstance(result, JsonRpcError) for result in results):
                 error_kind = "error_object"  # answered, but the node refused a call; the caller decides what next
             return results
+        except AnswerTooLarge as exc:  # not the node's failure: the caller asks for less (a smaller log range)
+            error_kind = "too_large"
+            return [JsonRpcError(TOO_LARGE_CODE, f"response too large: {exc}", method) for method, _ in calls]
         # Chained causes are dropped (`from None`): aiohttp's exceptions carry the raw URL, secrets and all.
         except RateLimited as exc:
             error_kind = "rate_limited"
@@ -175,8 +190,9 @@ class HttpNode:
     raise them (HTTP status, timeout, connection, malformed body: a ValueError) for `RpcClient` to sort out.
     """
 
-    def __init__(self, url: str, timeout: float) -> None:
+    def __init__(self, url: str, timeout: float, max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> None:
         self.url = url
+        self.max_bytes = max_bytes
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
         self._ids = itertools.count(1)
@@ -199,7 +215,7 @@ class HttpNode:
             self._session = aiohttp.ClientSession(timeout=self._timeout, headers={"Content-Type": "application/json"})
         async with self._session.post(self.url, data=_ENCODER.encode(body)) as response:
             response.raise_for_status()
-            return _DECODER.decode(await _body(response))
+            return _DECODER.decode(await _body(response, self.max_bytes))
 
     async def disconnect(self) -> None:
         if self._session is not None:
@@ -210,13 +226,24 @@ class HttpNode:
 _ENCODER, _DECODER = msgspec.json.Encoder(), msgspec.json.Decoder()
 
 
-async def _body(response: aiohttp.ClientResponse) -> bytes | bytearray:
+async def _body(response: aiohttp.ClientResponse, max_bytes: int) -> bytes | bytearray:
     """The whole body, read into one buffer of the announced length: `read()` gathers the chunks and
     joins them, holding a large answer (tens of MB of logs) twice at once. A compressed body (whose
-    length is the compressed one) or one without a length is read as it comes."""
+    length is the compressed one) or one without a length is read as it comes. A body longer than
+    `max_bytes` raises AnswerTooLarge: refused by its announced length before any of it is read, else
+    as soon as that much has come (a node without a result limit may answer one range with millions
+    of logs, some gigabytes once parsed)."""
     length = response.content_length
     if not length or response.headers.get("Content-Encoding", "identity").lower() != "identity":
-        return await response.read()
+        chunks, size = [], 0
+        async for chunk in response.content.iter_any():  # decompressed as it comes
+            size += len(chunk)
+            if size > max_bytes:
+                raise AnswerTooLarge(f"the answer exceeds max_response_bytes ({max_bytes}) after {size} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+    if length > max_bytes:
+        raise AnswerTooLarge(f"the answer of {length} bytes exceeds max_response_bytes ({max_bytes})")
     body = bytearray(length)
     view, at = memoryview(body), 0
     async for chunk in response.content.iter_any():

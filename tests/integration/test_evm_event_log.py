@@ -7,6 +7,7 @@ import asyncio
 from eth_utils import keccak
 from web3 import AsyncWeb3
 
+from indexer.chains.evm import EvmSource
 from indexer.config import parse_config
 from indexer.localchain import Driver
 from indexer.projector.runner import Projector
@@ -263,6 +264,28 @@ async def test_unreachable_rpc_url_fails_over_to_the_next(db, driver, deployment
         await db.fetchval("SELECT count(*) FROM events WHERE tx_hash = $1", receipt["transactionHash"].to_0x_hex()) == 2
     )
     assert await db.fetchval("SELECT indexed_block FROM v_indexer_status") == await driver.w3.eth.block_number
+
+
+async def test_an_answer_beyond_max_response_bytes_is_refused_unread_and_its_range_halved(
+    db, driver, deployment, anvil, monkeypatch
+):
+    pools = [f"0x{i:040x}" for i in range(1, 11)]
+    for _ in range(3):  # 3 x 500 stakes in three blocks: 3,000 logs, about 2 MB in one answer
+        await driver.stake_many_native_v1(driver.accounts[1], pools, 1, 50)
+    sizes: list[int] = []
+    fetch_logs = EvmSource.fetch_logs
+
+    async def recorded(self, start, last_allowed, headers_from=None):
+        fetched = await fetch_logs(self, start, last_allowed, headers_from)
+        sizes.append(fetched.last.number - start + 1)
+        return fetched
+
+    monkeypatch.setattr(EvmSource, "fetch_logs", recorded)
+    head = await driver.w3.eth.block_number
+    await index_once(db, deployment, [anvil.url], initial_block_range=head + 1, max_block_range=head + 1,
+                     max_response_bytes=1 << 20)  # fmt: skip
+    assert await db.fetchval("SELECT count(*) FROM events WHERE contract = $1", deployment.native_v1.lower()) == 3_000
+    assert sizes[0] < head + 1  # the whole chain in one answer was refused; smaller ranges took it all
 
 
 async def test_string_pool_behind_a_batcher_is_named_by_the_call_tracer(db, driver, deployment, anvil):

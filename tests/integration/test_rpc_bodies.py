@@ -10,13 +10,16 @@ import msgspec
 import pytest
 from aiohttp import web
 
-from indexer.chains.rpc import HttpNode
+from indexer.chains.log_range import is_range_too_large
+from indexer.chains.rpc import TOO_LARGE_CODE, AnswerTooLarge, HttpNode, JsonRpcError, RpcClient
 
 LOGS = [{"address": "0x" + "ab" * 20, "data": "0x" + f"{i:064x}", "logIndex": hex(i)} for i in range(40_000)]
 
 
 def answer(request_body: bytes) -> bytes:
     request = msgspec.json.decode(request_body)
+    if isinstance(request, list):  # a batch: the logs for each call
+        return msgspec.json.encode([{"jsonrpc": "2.0", "id": call["id"], "result": LOGS} for call in request])
     return msgspec.json.encode({"jsonrpc": "2.0", "id": request["id"], "result": LOGS})
 
 
@@ -104,3 +107,30 @@ async def test_a_number_beyond_64_bits_is_read_exact(node_url):
     finally:
         await node.disconnect()
     assert result["result"]["balance"] == WIDE and type(result["result"]["balance"]) is int
+
+
+@pytest.mark.parametrize("path", ["/length", "/gzip", "/chunked"])
+async def test_an_answer_beyond_the_limit_is_refused_however_it_is_sent(node_url, path):
+    size = len(answer(b'{"id": 1}'))
+    node = HttpNode(node_url + path, timeout=10, max_bytes=size - 1)
+    try:
+        with pytest.raises(AnswerTooLarge, match=f"exceeds max_response_bytes \\({size - 1}\\)"):
+            await node.make_request("eth_getLogs", [])
+    finally:
+        await node.disconnect()
+    exact = HttpNode(node_url + path, timeout=10, max_bytes=size)
+    try:
+        assert (await exact.make_request("eth_getLogs", []))["result"] == LOGS
+    finally:
+        await exact.disconnect()
+
+
+async def test_a_refused_answer_is_a_range_too_large_for_every_call_and_no_failover(node_url):
+    client = RpcClient("eth", [node_url + "/length", node_url + "/chunked"], timeout=10, max_response_bytes=1 << 20)
+    try:
+        answers = await client.batch([("eth_getLogs", []), ("eth_getBlockByNumber", ["0x1", False])])
+    finally:
+        await client.close()
+    assert all(isinstance(a, JsonRpcError) and a.code == TOO_LARGE_CODE for a in answers)
+    assert is_range_too_large(answers[0].message)  # what makes the EVM source halve its log range
+    assert client.url_labels[0] == node_url + "/length" and client._current == 0  # the node is not blamed

@@ -354,6 +354,7 @@ C0 = ("chains", 0, "contracts", 0)
         (_set(("chains", 0, "chain_id"), 0), "chains[0].chain_id: input should be greater than 0"),
         (_set(("chains", 0, "poll_interval_seconds"), 0), "chains[0].poll_interval_seconds: input should be greater"),
         (_set(("chains", 0, "initial_block_range"), 20000), "chains[0].initial_block_range: must not exceed"),
+        (_set(("chains", 0, "max_response_bytes"), 1000), "chains[0].max_response_bytes: input should be greater than"),
         (_set(("chains", 0, "name"), "Bad Name"), "chains[0].name: a chain name is lower-case"),
         (_set(("chains", 1, "name"), "eth"), "chains[1].name: duplicate chain name 'eth'"),
         (_set(("chains", 0, "kind"), "solana"), "chains[0].kind: unknown kind 'solana'"),
