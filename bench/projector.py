@@ -35,10 +35,12 @@ from indexer.batch import Batch, BlockRef  # noqa: E402
 from indexer.config import parse_config  # noqa: E402
 from indexer.events import Event, EventType  # noqa: E402
 from indexer.logs import configure_logging  # noqa: E402
+from indexer.projector.committed import CommittedEvents  # noqa: E402
 from indexer.projector.runner import BATCH, READ_BATCH, Projector  # noqa: E402
 from indexer.runtime import tune_gc  # noqa: E402
 from indexer.store.database import apply_schema, create_pool  # noqa: E402
 from indexer.store.events import write_batch  # noqa: E402
+from indexer.store.projections import TABLES  # noqa: E402
 
 ZERO = "0x" + "00" * 20
 CONTRACTS = {"eth": ("0x" + "e1" * 20, "native", "ETH"), "bsc": ("0x" + "b5" * 20, "erc20", "TKN")}
@@ -118,8 +120,9 @@ def synthesize(count: int, seed: int = 1, over_unstakes: float = 0.01) -> tuple[
     return streams, over / max(unstakes, 1)
 
 
-async def store(pool, streams: dict[str, list[Event]], upto: float) -> None:
-    """Write the first `upto` share of each chain's stream, with the chain confirmed to its last block."""
+async def store(pool, streams: dict[str, list[Event]], upto: float, kept: CommittedEvents | None = None) -> None:
+    """Write the first `upto` share of each chain's stream, with the chain confirmed to its last block; each batch
+    handed to `kept` once written, as `run`'s watchers hand theirs to its projector."""
     for chain, events in streams.items():
         cursor = await pool.fetchval("SELECT block_number FROM chain_cursors WHERE chain = $1", chain)
         start = 0 if cursor is None else next(i for i, e in enumerate(events) if e.block_number > cursor)
@@ -142,11 +145,23 @@ async def store(pool, streams: dict[str, list[Event]], upto: float) -> None:
                 tuple(part),
             )
             async with pool.acquire() as conn:
-                await write_batch(conn, batch, chain_id=1, head_block=last.block_number,
-                                  confirmed_block=last.block_number, keep_blocks=64)  # fmt: skip
+                new = await write_batch(conn, batch, chain_id=1, head_block=last.block_number,
+                                        confirmed_block=last.block_number, keep_blocks=64)  # fmt: skip
+            if kept is not None:
+                kept.committed(batch, new)
             cursor = last.block_number
             if j >= end:
                 break
+
+
+async def saved(pool, action: str) -> None:
+    """Save the projection tables aside (`action` "save") or put the saved rows back ("restore")."""
+    async with pool.acquire() as conn, conn.transaction():
+        for table in [*(t.name for t in TABLES), "projector_state"]:
+            if action == "save":
+                await conn.execute(f"DROP TABLE IF EXISTS saved_{table}; CREATE TABLE saved_{table} AS TABLE {table}")
+            else:
+                await conn.execute(f"TRUNCATE {table}; INSERT INTO {table} TABLE saved_{table}")
 
 
 async def checksums(pool) -> dict[str, str]:
@@ -232,15 +247,27 @@ async def workload(args, config, share: float, naive_rate: float | None) -> floa
     started = time.perf_counter()
     first = await projector.reproject()
     print(f"reproject of the first 90% (to start from): {first:,} events in {time.perf_counter() - started:.1f} s")
-    await store(pool, tail, 1.0)
+    kept = CommittedEvents()  # what `run`'s watchers would have handed its projector
+    await store(pool, tail, 1.0, kept)
     del tail
     gc.collect()
+    await saved(pool, "save")
     await pool.execute("VACUUM ANALYZE")  # settle: the reproject and the last events were bulk-written just now
+    before = projector.state
     started = time.perf_counter()
     incremental = await projector.step()
     incremental_seconds = time.perf_counter() - started
     positions = await pool.fetchval("SELECT count(*) FROM positions")
     projected = await checksums(pool)
+
+    await saved(pool, "restore")  # the same step again, in `run`: the events as handed over where they cover a read
+    await pool.execute("VACUUM ANALYZE")
+    handed = Projector(pool, config, batch=args.batch, read_batch=args.read_batch, committed=kept)
+    handed.state = before
+    started = time.perf_counter()
+    assert await handed.step() == incremental
+    handed_seconds = time.perf_counter() - started
+    same_handed = await checksums(pool) == projected
     started = time.perf_counter()
     folded = await Projector(pool, config).reproject()
     reproject_seconds = time.perf_counter() - started
@@ -252,6 +279,11 @@ async def workload(args, config, share: float, naive_rate: float | None) -> floa
     print(
         f"incremental: {incremental:,} events in {incremental_seconds:.1f} s = "
         f"{incremental / incremental_seconds:,.0f} events/s (target >= 50,000; {positions:,} positions held)"
+    )
+    print(
+        f"  the same step with the events handed over as in `run` (up to {kept.limit:,} kept): "
+        f"{handed_seconds:.1f} s = {incremental / handed_seconds:,.0f} events/s; "
+        f"tables equal: {'yes' if same_handed else 'NO'}"
     )
     print(
         f"reproject:   {folded:,} events in {reproject_seconds:.1f} s = {folded / reproject_seconds:,.0f} events/s"

@@ -23,7 +23,8 @@ events (a projector that lags, or runs in another process).
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from operator import attrgetter
 
 from indexer.batch import Batch
 from indexer.events import Event
@@ -33,26 +34,24 @@ Key = tuple[int, int, str]  # (block number, log index, tx hash): the event log'
 LIMIT = 50_000  # events kept in all chains' runs (about 30 MB)
 
 
-def order_key(event: Event) -> Key:
-    return (event.block_number, event.log_index, event.tx_hash)
+order_key: Callable[[Event], Key] = attrgetter("block_number", "log_index", "tx_hash")
 
 
 class _Run:
     """One chain's kept events in log order: every stored event after `floor` up to block `last`."""
 
-    __slots__ = ("events", "keys", "floor", "last", "last_time")
+    __slots__ = ("events", "floor", "last", "last_time")
 
     def __init__(self, floor: Key) -> None:
         self.events: list[Event] = []
-        self.keys: list[Key] = []
         self.floor = floor
         self.last, self.last_time = floor[0] - 1, -1
 
     def drop_through(self, index: int) -> None:
         """Let go of the first `index` events: the floor moves to the last of them."""
         if index > 0:
-            self.floor = self.keys[index - 1]
-            del self.events[:index], self.keys[:index]
+            self.floor = order_key(self.events[index - 1])
+            del self.events[:index]
 
 
 class CommittedEvents:
@@ -70,9 +69,7 @@ class CommittedEvents:
         run = self._runs.get(batch.chain)
         if run is None or run.last != batch.first_block - 1:
             run = self._runs[batch.chain] = _Run((batch.first_block, -1, ""))
-        events = sorted(batch.events, key=order_key)
-        run.events.extend(events)
-        run.keys.extend(map(order_key, events))
+        run.events.extend(sorted(batch.events, key=order_key))
         run.last, run.last_time = batch.last.number, batch.last.time
         self._bound()
 
@@ -96,7 +93,7 @@ class CommittedEvents:
         start: Key = (after[2], after[3], after[4]) if after is not None else (-1, -1, "")
         if run is None or start < run.floor or up_to_block > run.last:
             return None
-        first = bisect_right(run.keys, start)
+        first = bisect_right(run.events, start, key=order_key)
         run.drop_through(first)
         return _taken(run.events, up_to_block, up_to_time, limit)
 
