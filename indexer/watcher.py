@@ -97,6 +97,7 @@ class Watcher:
         self.ancestor_misses = 0  # polls in a row that found no remembered block on the node's chain
         self.committed = committed
         self.fresh_above = -1  # the newest block with stored events at the start: below, the log may hold more
+        self.handed_over = False  # whether a batch went to `committed` yet (the first of a chain with no events?)
 
     async def run(self, stop: asyncio.Event, *, once: bool) -> None:
         """Index to the confirmed head; with `once` return then, else keep following until `stop` is set."""
@@ -242,7 +243,8 @@ class Watcher:
             if committed is not None:
                 committed(batch, new)
             if self.committed is not None and batch.first_block > self.fresh_above:
-                self.committed.committed(batch, new)
+                self.committed.committed(batch, new, first=self.fresh_above == -1 and not self.handed_over)
+                self.handed_over = True
             self.events_written += new
             progress.update(batch.last.number, new, time.monotonic() - began)
             if self.metrics is not None:

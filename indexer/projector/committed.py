@@ -61,14 +61,17 @@ class CommittedEvents:
         self.limit = limit
         self._runs: dict[str, _Run] = {}
 
-    def committed(self, batch: Batch, stored: int) -> None:
-        """A batch's transaction committed, storing `stored` of its events new: keep them if they are the log's."""
+    def committed(self, batch: Batch, stored: int, *, first: bool = False) -> None:
+        """A batch's transaction committed, storing `stored` of its events new: keep them if they are the log's.
+
+        `first`: the log holds no event of the chain before this batch (a reader from the chain's start is
+        answered too)."""
         if stored != len(batch.events) or not all(e.pool_resolved for e in batch.events):
             self.forget(batch.chain)
             return
         run = self._runs.get(batch.chain)
         if run is None or run.last != batch.first_block - 1:
-            run = self._runs[batch.chain] = _Run((batch.first_block, -1, ""))
+            run = self._runs[batch.chain] = _Run((-1, -1, "") if first else (batch.first_block, -1, ""))
         run.events.extend(sorted(batch.events, key=order_key))
         run.last, run.last_time = batch.last.number, batch.last.time
         self._bound()

@@ -57,9 +57,9 @@ def histories(draw):
 @given(histories(), st.data())
 def test_a_read_answered_from_memory_is_what_the_log_answers(history, data):
     kept, stored, answered = CommittedEvents(limit=data.draw(st.integers(1, 60))), [], 0
-    for handed, new in history:
+    for index, (handed, new) in enumerate(history):
         stored.extend(handed.events)  # the log holds the batch (its skipped events were there before)
-        kept.committed(handed, new)
+        kept.committed(handed, new, first=index == 0)  # the first batch starts the chain's log
         for _ in range(data.draw(st.integers(0, 3))):
             after = data.draw(st.none() | st.sampled_from(stored).map(checkpoint)) if stored else None
             up_to_block = data.draw(st.integers(-1, handed.last.number + 2))
@@ -80,6 +80,15 @@ def test_reads_beyond_what_was_handed_over_go_to_the_log():
     assert kept.read(CHAIN, checkpoint(event(5, 10, 0)), 6, 99, 10) == [event(6, 11, 0)]
     assert kept.read("bsc", checkpoint(event(5, 10, 0)), 6, 99, 10) is None
     assert kept.reach(CHAIN) == (6, 11)
+
+
+def test_the_first_batch_of_a_chain_answers_reads_from_its_start():
+    kept = CommittedEvents()
+    kept.committed(batch(5, 6, [event(5, 10, 0), event(6, 11, 0)], time=11), 2, first=True)
+    assert kept.read(CHAIN, None, 6, 99, 10) == [event(5, 10, 0), event(6, 11, 0)]
+    kept.forget(CHAIN)
+    kept.committed(batch(7, 7, [event(7, 12, 0)], time=12), 1)  # a new run: from block 7 on only
+    assert kept.read(CHAIN, None, 7, 99, 10) is None
 
 
 def test_what_the_log_may_hold_differently_is_not_kept():
