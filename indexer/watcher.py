@@ -101,6 +101,14 @@ class Watcher:
 
     async def run(self, stop: asyncio.Event, *, once: bool) -> None:
         """Index to the confirmed head; with `once` return then, else keep following until `stop` is set."""
+        try:
+            await self._run(stop, once=once)
+        except BaseException:
+            if self.committed is not None:  # another process may index the chain now: its projector reads the log
+                self.committed.forget(self.chain.name)
+            raise
+
+    async def _run(self, stop: asyncio.Event, *, once: bool) -> None:
         backoff = self.chain.poll_interval_seconds
         failures = 0
         healthy = False  # whether this run has recorded the source as ok

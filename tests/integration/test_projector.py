@@ -9,13 +9,18 @@ import asyncpg
 import pytest
 
 from indexer import service
+from indexer.chains.evm import EvmSource
+from indexer.chains.rpc import RpcClient
 from indexer.config import parse_config
+from indexer.errors import RpcError
 from indexer.localchain import realistic_mix
+from indexer.localchain.anvil import free_port
 from indexer.projector.committed import CommittedEvents
 from indexer.projector.runner import Projector
 from indexer.service import index_chains
 from indexer.store.projections import read_events
 from indexer.verify import verify
+from indexer.watcher import Watcher
 from tests.integration.conftest import chain_config
 
 PROJECTIONS = {
@@ -108,6 +113,26 @@ async def test_run_once_folds_while_the_watcher_writes_to_the_tables_of_a_reproj
     alongside = await snapshot(db)
     await Projector(db, config).reproject()
     assert await snapshot(db) == alongside
+
+
+async def test_a_watcher_stopped_by_an_error_lets_its_hand_over_go(db, driver, deployment, anvil):
+    """Its chain may be indexed by another process from now on: the projector must read it from the log again."""
+    await driver.stake("native_v2", driver.accounts[1], "validator-one", 10**18)
+    chain = config_for(deployment, anvil.url).chains[0]
+    kept = CommittedEvents()
+
+    async def run_once(url: str, attempts: int) -> None:
+        source = EvmSource(chain, RpcClient(chain.name, [url], attempts=attempts))
+        try:
+            await Watcher(source, chain, db, committed=kept).run(asyncio.Event(), once=True)
+        finally:
+            await source.close()
+
+    await run_once(anvil.url, 6)
+    assert kept.reach(chain.name) is not None  # a watcher done with its work keeps what it handed over
+    with pytest.raises(RpcError):
+        await run_once(f"http://127.0.0.1:{free_port()}", 1)
+    assert kept.reach(chain.name) is None
 
 
 async def test_verify_reports_a_tampered_projection(db, driver, deployment, anvil):
