@@ -25,13 +25,16 @@ from indexer.errors import ReorgBelowClosedEpoch, ReorgTooDeep, RetryableError
 log = structlog.get_logger(__name__)
 
 
-def unlinked(blocks: Sequence[BlockRef]) -> BlockRef | None:
+def unlinked(blocks: Sequence[BlockRef], *, consecutive_only: bool = False) -> BlockRef | None:
     """The first of `blocks` (consecutive, ascending) that does not name the one before as its parent (pure).
 
     None when they all link: a range fetched from a node that reorganized meanwhile does not, and is
-    fetched again rather than stored.
+    fetched again rather than stored. With `consecutive_only`, `blocks` ascend with gaps, and only a block
+    right after another, whose parent hash is known, is checked.
     """
     for previous, block in zip(blocks, blocks[1:], strict=False):
+        if consecutive_only and (block.number != previous.number + 1 or block.parent_hash is None):
+            continue
         if block.parent_hash != previous.hash:
             return block
     return None

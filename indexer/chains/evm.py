@@ -200,6 +200,15 @@ class EvmSource(NodeSource):
                     f"chain {self.name}: log in block {number} has hash {log_hash}, "
                     f"the node's block has {known.hash} (reorg in progress or stale node)"
                 )
+        # Headers of log blocks may come from another request, and so another node, than the range's own: a
+        # stale node's header agreeing with a mid-reorg log answer would pass the check above. Neighbours must
+        # still link (the simulation found an orphaned block stored under its canonical successor: seed 551).
+        broken = unlinked([blocks[n] for n in sorted(blocks)], consecutive_only=True)
+        if broken is not None:
+            raise RetryableError(
+                f"chain {self.name}: block {broken.number} does not follow block {broken.number - 1} "
+                "(reorg in progress or stale node)"
+            )
         return blocks
 
     async def _learn_pool_names(self, logs: list[RpcLog]) -> dict[str, str]:

@@ -32,6 +32,16 @@ def test_the_first_block_of_another_branch_is_the_unlinked_one(length, cut):
     assert unlinked(mixed) == theirs[0]
 
 
+def test_with_gaps_only_neighbours_whose_parent_is_known_must_link():
+    ours = chain(0, 6)
+    orphan = BlockRef(3, "0xorphan3", ours[2].hash, 0)  # a stale node's block 3, under our block 4
+    assert unlinked([ours[1], orphan, ours[4]], consecutive_only=True) == ours[4]
+    assert unlinked([ours[1], orphan, ours[5]], consecutive_only=True) is None  # 4 is missing: nothing to compare
+    no_parent = BlockRef(4, ours[4].hash, None, 0)  # a log vouched for its block: its parent is unknown
+    assert unlinked([orphan, no_parent], consecutive_only=True) is None
+    assert unlinked([ours[0], ours[2], ours[3]], consecutive_only=True) is None
+
+
 @given(length=st.integers(1, 40), depth=st.integers(0, 40))
 def test_the_common_ancestor_is_the_newest_block_both_branches_hold(length, depth):
     depth = min(depth, length)
