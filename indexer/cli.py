@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -141,8 +142,16 @@ def _first_indexer_error(exc: BaseException) -> IndexerError | None:
     return None
 
 
+def _stopped_while_starting(signum: int, frame: object) -> None:
+    """SIGTERM before `run` has installed its own handler: nothing is written yet, so a clean stop."""
+    raise SystemExit(0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # `run` stops cleanly on SIGTERM even before the service takes it over (`service.run`); any other command
+    # interrupted by it must not exit 0 as if it had done its work.
+    signal.signal(signal.SIGTERM, _stopped_while_starting if args.command == "run" else signal.SIG_DFL)
     from indexer.logs import configure_logging
 
     configure_logging(args.log_level)

@@ -63,8 +63,10 @@ async def test_twenty_sigkills_during_backfill_and_follow_give_the_uninterrupted
     )
     try:
         head = await driver.w3.eth.block_number
-        for _ in range(400):
-            if await db.fetchval("SELECT block_number FROM chain_cursors WHERE chain = 'local'") == head:
+        for _ in range(400):  # the chain taken over by this process (not a killed one's row), then indexed to the head
+            owner = await db.fetchval("SELECT owner FROM chain_health WHERE chain = 'local'")
+            indexed = await db.fetchval("SELECT block_number FROM chain_cursors WHERE chain = 'local'")
+            if owner is not None and owner.endswith(f":{finish.pid}") and indexed == head:
                 break
             await asyncio.sleep(0.05)
         finish.send_signal(signal.SIGTERM)
@@ -80,3 +82,12 @@ async def test_twenty_sigkills_during_backfill_and_follow_give_the_uninterrupted
     interrupted, uninterrupted = await event_log(db, "local"), await event_log(db, "ref")
     assert len(uninterrupted) == 20 * 100 * 2 + sent * 2
     assert interrupted == uninterrupted
+
+
+async def test_sigterm_while_the_service_starts_is_a_clean_stop(db, database_dsn, deployment, anvil, tmp_path):
+    config = write_config(tmp_path / "chains.yaml", database_dsn, [chain_config(deployment, [anvil.url])])
+    for delay in (0.1, 0.25, 0.5):  # imports, configuration, database: before `run` takes signals over
+        process = subprocess.Popen([*INDEXER, "--config", str(config), "run"], stderr=subprocess.PIPE, text=True)
+        await asyncio.sleep(delay)
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(process.wait, 10) == 0, process.stderr.read()
