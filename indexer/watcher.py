@@ -97,6 +97,10 @@ class Watcher:
         self.ancestor_misses = 0  # polls in a row that found no remembered block on the node's chain
         self.committed = committed
         self.fresh_above = -1  # the newest block with stored events at the start: below, the log may hold more
+        # The highest block a reorg rewound: until the cursor passes it, ranges come with all their headers (in
+        # the request of their logs), even below the kept window's top, where a reorg deeper than the
+        # confirmations left the node's answers most likely to mix branches.
+        self.rewound_to = -1
         self.handed_over = False  # whether a batch went to `committed` yet (the first of a chain with no events?)
 
     async def run(self, stop: asyncio.Event, *, once: bool) -> None:
@@ -160,6 +164,7 @@ class Watcher:
                 raise RetryableError(f"chain {self.chain.name}: the node has no block {cursor.number} (lagging node?)")
             if self.committed is not None:
                 self.committed.forget(self.chain.name)
+            orphaned_tip = cursor.number
             try:
                 cursor = await reorg.repair(self.pool, self.source, self.chain.name, cursor, window=self.keep_blocks,
                                             metrics=self.metrics, attempt=self.ancestor_misses + 1)  # fmt: skip
@@ -167,6 +172,7 @@ class Watcher:
                 self.ancestor_misses += 1
                 raise
             self.ancestor_misses = 0
+            self.rewound_to = max(self.rewound_to, orphaned_tip)
         confirmed = head - self.source.confirmations
         final = getattr(self.source, "solidified", None)  # TRON: the node says which block is final
         if final is not None:
@@ -219,7 +225,10 @@ class Watcher:
         self, start: int, target: int, headers_from: int, stop: asyncio.Event, out: asyncio.Queue[Any]
     ) -> None:
         while start <= target and not stop.is_set():
-            fetched = await self.source.fetch_logs(start, target, headers_from)
+            if start <= self.rewound_to:  # the branch a reorg replaced, fetched again: every header with its logs
+                fetched = await self.source.fetch_logs(start, min(target, self.rewound_to), start)
+            else:
+                fetched = await self.source.fetch_logs(start, target, headers_from)
             if self.metrics is not None:
                 self.metrics.log_range_fetched(self.chain.name, fetched.last.number - start + 1)
             await out.put(fetched)

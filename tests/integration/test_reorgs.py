@@ -129,6 +129,36 @@ async def test_orphaned_transaction_disappears_and_reincluded_one_appears_once_i
     await fresh_index_equals(db, deployment, anvil, driver)
 
 
+async def test_the_branch_a_reorg_replaced_is_fetched_again_with_all_its_headers(
+    db, driver, deployment, anvil, monkeypatch
+):
+    """Even when the head has moved on so far that those blocks lie below the kept window's top, where a range
+    otherwise comes with its last header only: there a stale node's header could vouch for an orphaned block."""
+    chain = config_for(deployment, anvil.url, "local")
+    for i in range(4):
+        await driver.stake("native_v1", driver.accounts[1], POOL, (i + 1) * ETHER)
+    source = build_source(chain, {})
+    watcher = Watcher(source, chain, db)
+    await watcher.run(asyncio.Event(), once=True)
+    tip = await db.fetchval("SELECT block_number FROM chain_cursors WHERE chain = 'local'")
+    await driver.rpc("anvil_reorg", [3, []])
+    await driver.mine(80)  # the replaced blocks now lie 80 blocks below the head
+    asked: list[tuple[int, int, int | None]] = []
+    fetch_logs = type(source).fetch_logs
+
+    async def recorded(self, start, last_allowed, headers_from=None):
+        asked.append((start, last_allowed, headers_from))
+        return await fetch_logs(self, start, last_allowed, headers_from)
+
+    monkeypatch.setattr(type(source), "fetch_logs", recorded)
+    await watcher.run(asyncio.Event(), once=True)
+    await source.close()
+    ancestor = await db.fetchval("SELECT ancestor_block FROM reorgs WHERE chain = 'local'")
+    assert ancestor < tip and asked[0] == (ancestor + 1, tip, ancestor + 1)
+    assert all(headers_from > tip for start, _, headers_from in asked if start > tip)  # then as usual
+    await fresh_index_equals(db, deployment, anvil, driver)
+
+
 async def test_reorg_deeper_than_the_kept_window_is_fatal_and_changes_nothing(db, driver, deployment, anvil):
     chain = config_for(deployment, anvil.url, "local")
     snapshot = await driver.rpc("evm_snapshot", [])
