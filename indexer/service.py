@@ -89,16 +89,10 @@ async def index_chains(
         async with asyncio.TaskGroup() as group:
             watchers = [
                 group.create_task(
-                    _owned_chain(
-                        Watcher(source, source.chain, pool, metrics=metrics, committed=committed if kept else None),
-                        pool,
-                        stop,
-                        once,
-                        failed,
-                    ),
+                    _owned_chain(_watcher(source, pool, metrics, committed), pool, stop, once, failed),
                     name=f"watch:{source.name}",
                 )
-                for source, kept in [*((s, True) for s in sources), *((f, False) for f in feeds)]
+                for source in [*sources, *feeds]
             ]
             if projector is not None and not once:
                 interval = min((c.poll_interval_seconds for c in config.chains), default=1.0)
@@ -110,6 +104,13 @@ async def index_chains(
     finally:
         for source in [*sources, *feeds]:
             await source.close()
+
+
+def _watcher(source, pool: asyncpg.Pool, metrics: Metrics | None, committed: CommittedEvents | None) -> Watcher:
+    """A chain's watcher; a node chain's hands what it commits to this process's projector (a feed's log can
+    change below what it committed: records published late)."""
+    kept = committed if source.chain.kind in NODE_CHAINS else None
+    return Watcher(source, source.chain, pool, metrics=metrics, committed=kept)
 
 
 async def _project_while(

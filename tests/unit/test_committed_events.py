@@ -117,3 +117,16 @@ def test_memory_is_bounded_and_let_go_as_the_projector_reads_on():
     assert kept.read(CHAIN, checkpoint(events[1]), 4, 99, 10) == events[2:]
     assert kept.read(CHAIN, checkpoint(events[3]), 4, 99, 10) == events[4:]
     assert len(kept) == 1
+
+
+def test_only_node_chains_hand_their_batches_over():
+    """A feed's log can change below what it committed (records published late): its reads stay on the log."""
+    from types import SimpleNamespace
+
+    from indexer.service import _watcher
+
+    kept = CommittedEvents()
+    for kind, expected in (("evm", kept), ("tron", kept), ("social", None)):
+        chain = SimpleNamespace(kind=kind, name=kind, poll_interval_seconds=1.0)
+        source = SimpleNamespace(chain=chain, retained_blocks=None, confirmations=0)
+        assert _watcher(source, None, None, kept).committed is expected
