@@ -309,10 +309,14 @@ async def write_stages(conn: asyncpg.Connection, stages: list[Stage]) -> None:
 
 
 async def replace_all(conn: asyncpg.Connection, state: ProjectionState) -> None:
-    """Replace every projection table with the state (reproject); caller's transaction, a prepared connection."""
+    """Replace every projection table with the state (reproject); caller's transaction, a prepared connection.
+
+    DELETE, not TRUNCATE: TRUNCATE would lock readers (the /v1 API, dashboards) out of the tables
+    until the transaction ends; under DELETE they read the old rows until it commits.
+    """
     statements = []
     for table in TABLES:
-        statements.append(f"TRUNCATE {table.name}")
+        statements.append(f"DELETE FROM {table.name}")
         rows = table.rows(state, table.all_keys(state))
         if rows:
             await _copy(conn, table, _text([copy_line(row) + "\ti" for row in rows]))

@@ -191,3 +191,25 @@ async def test_validator_points_view_is_whole_tokens_times_weight(db):
         ("0xq", "TKN"): (MAX, Decimal("115792089237316195423570985008687907853269984665640564039457.5840079131296399")),
         ("0xp", "TRX"): (2_500_000, Decimal("0.25")),
     }
+
+
+async def test_readers_keep_reading_the_old_rows_while_a_reproject_replaces_them(db):
+    """A reproject's replace must not lock the views' readers out: they see the old rows until it commits."""
+    old = ProjectionState(
+        validators=Frozen({("0xp", "ETH"): 5}), positions=Frozen({("0xp", "ETH"): Frozen({"0xa": 5})})
+    )
+    new = ProjectionState(
+        validators=Frozen({("0xp", "ETH"): 7}), positions=Frozen({("0xp", "ETH"): Frozen({"0xb": 7})})
+    )
+    async with db.acquire() as conn, conn.transaction():
+        await write_assets(conn, {"ETH": (18, Decimal(1))})
+        await replace_all(conn, old)
+    async with db.acquire() as writer, writer.transaction():
+        await replace_all(writer, new)
+        async with db.acquire() as reader:
+            await reader.execute("SET lock_timeout = '2s'")
+            seen = await reader.fetch("SELECT staker, amount FROM v_staker_positions")
+            points = await reader.fetchval("SELECT amount FROM v_validator_points")
+        assert [(r["staker"], int(r["amount"])) for r in seen] == [("0xa", 5)]
+        assert int(points) == 5
+    assert await load_state(db) == new
