@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import signal
 import sys
@@ -15,16 +16,29 @@ from indexer import __version__
 from indexer.errors import IndexerError
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="indexer", description="Multistaking indexer")
-    parser.add_argument("--config", default="chains.yaml", help="path to chains.yaml (default: ./chains.yaml)")
+def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """--config and --log-level: before the command with their defaults, and again after it (`indexer run
+    --config x.yaml`) without, so that an option given there overrides the one before and none leaves it be."""
+
+    def default(value: str) -> str:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument("--config", default=default("chains.yaml"), help="path to chains.yaml (default: ./chains.yaml)")
     parser.add_argument(
         "--log-level",
-        default=os.environ.get("INDEXER_LOG_LEVEL", "info"),
+        default=default(os.environ.get("INDEXER_LOG_LEVEL", "info")),
         choices=["debug", "info", "warning", "error"],
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="indexer", description="Multistaking indexer")
+    _global_options(parser, defaults=True)
     parser.add_argument("--version", action="version", version=f"indexer {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    after_the_command = argparse.ArgumentParser(add_help=False)
+    _global_options(after_the_command, defaults=False)
+    command = functools.partial(argparse.ArgumentParser, parents=[after_the_command])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=command)
 
     run = commands.add_parser("run", help="index every chain and follow the heads until SIGINT/SIGTERM")
     run.add_argument("--once", action="store_true", help="index to the current confirmed head, then exit")
@@ -36,18 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("verify", help="compare the projections with the contracts' state (eth_call)")
 
     rewards = commands.add_parser("rewards", help="record validators' rewards per epoch")
-    rewards_actions = rewards.add_subparsers(dest="action", required=True, metavar="ACTION")
+    rewards_actions = rewards.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=command)
     reward = rewards_actions.add_parser("add", help="record a validator's reward for an epoch (base units)")
     reward.add_argument("--epoch", type=int, required=True)
     reward.add_argument("--validator", required=True)
     reward.add_argument("--asset", required=True)
     reward.add_argument("--amount", type=int, required=True, help="integer, in the asset's base units")
     epochs = commands.add_parser("epochs", help="reward epochs")
-    epochs_actions = epochs.add_subparsers(dest="action", required=True, metavar="ACTION")
+    epochs_actions = epochs.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=command)
     close = epochs_actions.add_parser("close", help="split an epoch's rewards and store its Merkle root (final)")
     close.add_argument("epoch", type=int)
     points = commands.add_parser("points", help="loyalty boost program points")
-    points_actions = points.add_subparsers(dest="action", required=True, metavar="ACTION")
+    points_actions = points.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=command)
     compute = points_actions.add_parser("compute", help="compute every staker's points per day through a day (UTC)")
     compute.add_argument("--through", type=date.fromisoformat, required=True, metavar="YYYY-MM-DD")
     proof = commands.add_parser("proof", help="print a staker's Merkle proofs for a closed epoch (JSON)")
