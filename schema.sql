@@ -238,7 +238,8 @@ CREATE TABLE IF NOT EXISTS projector_state (
     reorgs_seen    bigint NOT NULL DEFAULT 0,
     frontier_time  bigint,           -- events up to this block time are folded
     coverage       text[],           -- the chains and contracts ("chain/address") the projections cover
-    updated_at     timestamptz NOT NULL DEFAULT now()
+    updated_at     timestamptz NOT NULL DEFAULT now(),
+    reproject_requested_at timestamptz  -- `indexer reproject` asked the running projector to rebuild
 );
 
 CREATE OR REPLACE VIEW v_validator_points AS

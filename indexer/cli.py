@@ -108,10 +108,11 @@ async def _dispatch(args: argparse.Namespace) -> int:
                 from indexer.verify import print_verify
 
                 return await print_verify(config, pool)
-            from indexer.projector.runner import Projector
+            from indexer.projector.runner import reproject_owned
 
-            folded = await Projector(pool, config).reproject()
-            print(f"reproject: {folded} events folded")
+            folded = await reproject_owned(pool, config)
+            print("reproject: rebuilt by the process holding the projector" if folded is None else
+                  f"reproject: {folded} events folded")  # fmt: skip
             return 0
     if args.command == "points":
         from indexer.points.runner import compute_points

@@ -5,6 +5,11 @@ process holding its lock; the lock lives on a dedicated connection (`indexer.sto
 so when a process dies its connection goes and the lock with it, and another process,
 retrying every poll interval, takes the chain over. The cursor guard in the store stays the
 last line of defence should two writers ever meet.
+
+A lock connection can be lost while its process runs on (the server restarted it, a firewall
+dropped it idle): the lock is free then, and another process takes the work over. What holds a
+lock gets a `Fence` to check inside each of its writing transactions: it fails there, before
+anything is written, once the lock is gone, and it orders the writers one after the other.
 """
 
 from __future__ import annotations
@@ -15,11 +20,37 @@ import hashlib
 import os
 import socket
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import asyncpg
 
 from indexer.clock import sleep_unless
-from indexer.store.ownership import hold
+from indexer.errors import IndexerError
+from indexer.store.ownership import hold, still_held, wait_for_writers
+
+
+class OwnershipLost(IndexerError):
+    """This process's lock connection was lost, and the lock with it: nothing more was written; restart it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """Held lock `name` (key `key` on backend `pid`), checked in the transactions that write under it."""
+
+    name: str
+    key: int
+    pid: int
+
+    async def check(self, conn: asyncpg.Connection) -> None:
+        """In the caller's transaction: wait for any other writer under this lock to commit, then make sure
+        this process holds the lock still (else raise OwnershipLost). Until the transaction ends, no other
+        writer under it gets past its own check: a process that took the lock over reads after this commit."""
+        await wait_for_writers(conn, lock_key(f"{self.name}:writes"))
+        if not await still_held(conn, self.pid, self.key):
+            raise OwnershipLost(
+                f"{self.name}: this process no longer holds its lock (its lock connection was lost; another process "
+                "may have taken over); nothing was written, and it stops here: restart it"
+            )
 
 
 def lock_key(name: str) -> int:
@@ -36,8 +67,9 @@ def process_name() -> str:
 @contextlib.asynccontextmanager
 async def owned(
     pool: asyncpg.Pool, name: str, stop: asyncio.Event, *, wait: bool, retry_seconds: float
-) -> AsyncIterator[bool]:
-    """Hold the lock `name` while inside; with `wait`, retry until it is free or `stop` is set. Yields whether held."""
+) -> AsyncIterator[Fence | None]:
+    """Hold the lock `name` while inside; with `wait`, retry until it is free or `stop` is set. Yields its fence
+    when held, else None."""
     key = lock_key(name)
     async with hold(pool) as locks:
         held = False
@@ -47,7 +79,7 @@ async def owned(
                 if held or not wait or stop.is_set():
                     break
                 await sleep_unless(stop, retry_seconds)
-            yield held
+            yield Fence(name, key, locks.pid) if held else None
         finally:
             if held:
                 await locks.release(key)

@@ -126,6 +126,7 @@ async def _project_while(
     """
     async with owned(pool, "projector", stop, wait=False, retry_seconds=0) as mine:
         if mine:
+            projector.fence = mine
             while not all(watcher.done() for watcher in watchers):
                 await projector.step()
                 await asyncio.wait(watchers, timeout=ONCE_PROJECT_WAIT_SECONDS)  # let a few batches come in
@@ -137,6 +138,7 @@ async def _project_while(
     while not stop.is_set():
         async with owned(pool, "projector", stop, wait=False, retry_seconds=0) as mine:
             if mine:
+                projector.fence = mine
                 await projector.step()
                 return
         if asyncio.get_running_loop().time() >= give_up:
@@ -155,6 +157,7 @@ async def _owned_projector(
     async with owned(pool, "projector", stop, wait=True, retry_seconds=interval) as mine:
         if mine:
             log.info("projector_owned", owner=process_name())
+            projector.fence = mine
             async with asyncio.TaskGroup() as group:
                 group.create_task(run_projector(projector, stop, interval=interval), name="project")
                 group.create_task(run_schedules(pool, config, metrics, stop, interval=interval), name="schedules")

@@ -15,6 +15,7 @@ The reads and writes are `indexer.store.projections` (tables, events) and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
@@ -26,6 +27,7 @@ import structlog
 from indexer.clock import sleep_unless
 from indexer.errors import ConfigError
 from indexer.events import Event
+from indexer.ownership import Fence, owned
 from indexer.projection import EMPTY, Checkpoint, ProjectionState
 from indexer.projector.committed import CommittedEvents
 from indexer.projector.draft import Draft
@@ -119,6 +121,7 @@ class Projector:
         self.batch, self.read_batch = batch, read_batch
         self.state: ProjectionState | None = None
         self.remembered: tuple[int | None, int] | None = None  # (frontier time, reorgs seen) last written
+        self.fence: Fence | None = None  # while set, checked in every transaction that writes or loads the tables
         self.log = log.bind(component="projector")
 
     async def step(self) -> int:
@@ -128,13 +131,14 @@ class Projector:
             if covered is not None and sorted(covered) != self.coverage:
                 self.log.warning("coverage_changed", projected=sorted(covered), configured=self.coverage)
                 return await self.reproject()  # the projections must cover exactly the configured chains/contracts
-            await write_assets(self.pool, self.assets)
-            self.state = await load_state(self.pool)
+            async with self._transaction() as conn:  # after the last writer's commit, if another process wrote
+                await write_assets(conn, self.assets)
+                self.state = await load_state(conn)
         limits, until = await self._frontier()
         if not limits:
             return 0
         reorged, reorgs_seen = await self._reorged_below_checkpoint()
-        if reorged or await self._pool_named_since():
+        if reorged or await self._pool_named_since() or await self._reproject_requested():
             return await self.reproject()
         folded, unwritten, writing = 0, 0, None
         draft = Draft(self.state, self.feeds.keys())
@@ -153,7 +157,8 @@ class Projector:
             if writing is not None:
                 await writing
             if (until, reorgs_seen) != self.remembered:
-                await self._remember(self.pool, until, reorgs_seen)  # folded up to the frontier, events or not
+                async with self._transaction() as conn:
+                    await self._remember(conn, until, reorgs_seen)  # folded up to the frontier, events or not
         except BaseException:
             if writing is not None and not writing.done():
                 writing.cancel()
@@ -165,6 +170,7 @@ class Projector:
     async def reproject(self) -> int:
         """Rebuild every projection from the event log; returns the events folded."""
         started = time.perf_counter()
+        request = await projector_store.reproject_request(self.pool)  # answered by this rebuild, and older ones
         reorgs_seen = await projector_store.newest_reorg(self.pool)
         limits, until = await self._frontier()
         draft, folded = Draft(EMPTY, self.feeds.keys()), 0
@@ -174,10 +180,11 @@ class Projector:
                 await asyncio.to_thread(apply, draft, events)  # in a thread: meanwhile the loop reads the next batch
                 folded += len(events)
         state, _ = draft.freeze(changes=False)
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._transaction() as conn:
             await write_assets(conn, self.assets)
             await replace_all(conn, state)
             await self._remember(conn, until, reorgs_seen)
+            await projector_store.reproject_answered(conn, request)
         self.state = state
         self.log.info("reprojected", events=folded, seconds=round(time.perf_counter() - started, 2))
         return folded
@@ -208,11 +215,19 @@ class Projector:
         self.state, frontier_time = state, self._folded_until(state)
 
         async def write() -> None:
-            async with self.pool.acquire() as conn, conn.transaction():
+            async with self._transaction() as conn:
                 await self._remember(conn, frontier_time, reorgs_seen)
                 await write_stages(conn, stages)
 
         return asyncio.create_task(write())
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        """A transaction on the projection tables; with a fence, it first checks this process still holds them."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if self.fence is not None:
+                await self.fence.check(conn)
+            yield conn
 
     async def _frontier(self) -> tuple[dict[str, tuple[int, int]], int | None]:
         """Per chain and feed, the (block, block time) up to which to fold; and the chains' common frontier time.
@@ -262,6 +277,13 @@ class Projector:
             self.log.info("pool_named", reason="a string pool folded under its hash got its name: reprojecting")
         return named
 
+    async def _reproject_requested(self) -> bool:
+        """Whether `indexer reproject` asked this projector to rebuild the projections (another process held it)."""
+        requested = await projector_store.reproject_request(self.pool) is not None
+        if requested:
+            self.log.info("reproject_requested", reason="indexer reproject asked the projector to rebuild")
+        return requested
+
     async def _remember(self, conn, frontier_time: int | None, reorgs_seen: int) -> None:
         """Record in the caller's transaction up to which block time the projections are folded."""
         self.remembered = (frontier_time, reorgs_seen)
@@ -280,6 +302,26 @@ def _freeze(draft: Draft, before: ProjectionState) -> tuple[ProjectionState, lis
     so that the server starts on the rows as early as it can)."""
     state, changes = draft.freeze()
     return state, stage_changes(before, state, changes)
+
+
+async def reproject_owned(pool: asyncpg.Pool, config, *, poll: float = 0.25) -> int | None:
+    """`indexer reproject`: rebuild the projections here while holding the projector's lock (the events folded);
+    while another process holds it (a running service), ask that one to rebuild them and wait until it has
+    (None). Two processes rebuilding at once would mix their rows."""
+    asked = False
+    while True:
+        async with owned(pool, "projector", asyncio.Event(), wait=False, retry_seconds=0) as mine:
+            if mine is not None:  # free (again): rebuild here, answering a request left for the last holder too
+                projector = Projector(pool, config)
+                projector.fence = mine
+                return await projector.reproject()
+        if not asked:
+            await projector_store.request_reproject(pool)
+            asked = True
+            log.info("reproject_requested", detail="another process holds the projector: it rebuilds them")
+        elif await projector_store.reproject_request(pool) is None:
+            return None
+        await asyncio.sleep(poll)
 
 
 async def run_projector(projector: Projector, stop: asyncio.Event, *, interval: float) -> None:

@@ -16,6 +16,7 @@ class Locks:
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
+        self.pid = conn.get_server_pid()  # the backend holding the locks, as `pg_locks` names it
 
     async def acquire(self, key: int) -> bool:
         """Take lock `key` if it is free; whether this connection holds it now."""
@@ -25,6 +26,22 @@ class Locks:
         """Give lock `key` back (best effort: a broken connection has already given it back)."""
         with contextlib.suppress(Exception):
             await self._conn.execute("SELECT pg_advisory_unlock($1)", key)
+
+
+async def still_held(conn: asyncpg.Connection, pid: int, key: int) -> bool:
+    """Whether backend `pid` holds the session advisory lock `key` now (asked on any connection)."""
+    return await conn.fetchval(
+        """SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = $1
+                                                   AND classid = $2 AND objid = $3 AND objsubid = 1)""",
+        pid,
+        (key >> 32) & 0xFFFFFFFF,  # a bigint key is shown as its high and low 32 bits
+        key & 0xFFFFFFFF,
+    )
+
+
+async def wait_for_writers(conn: asyncpg.Connection, key: int) -> None:
+    """Take the transaction advisory lock `key`: until the caller's transaction ends, no other takes it."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", key)
 
 
 @contextlib.asynccontextmanager

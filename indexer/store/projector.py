@@ -1,7 +1,8 @@
 """The projector's own bookkeeping in Postgres: its state row, the chains' frontier, the reorgs it has accounted for.
 
 `projector_state` is one row: up to which block time the projections are folded, the newest
-reorg accounted for, the chains and contracts the projections cover. The projection tables
+reorg accounted for, the chains and contracts the projections cover, and a rebuild asked of the
+projector by `indexer reproject` while another process holds it. The projection tables
 themselves, and the events to fold, are `indexer.store.projections`.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 
@@ -57,6 +59,27 @@ async def hashed_pool_named(conn: asyncpg.Connection | asyncpg.Pool) -> bool:
     return await conn.fetchval(
         """SELECT EXISTS (SELECT 1 FROM pool_amounts a JOIN pool_names n ON a.pool = 'hash:' || n.pool_hash)"""
     )
+
+
+async def request_reproject(conn: asyncpg.Connection | asyncpg.Pool) -> None:
+    """Ask the projector, in whichever process holds it, to rebuild the projections at its next step."""
+    await conn.execute(
+        """INSERT INTO projector_state (id, reproject_requested_at) VALUES (true, clock_timestamp())
+           ON CONFLICT (id) DO UPDATE SET reproject_requested_at = EXCLUDED.reproject_requested_at"""
+    )
+
+
+async def reproject_request(conn: asyncpg.Connection | asyncpg.Pool) -> datetime | None:
+    """When the pending rebuild request was made; None when there is none."""
+    return await conn.fetchval("SELECT reproject_requested_at FROM projector_state")
+
+
+async def reproject_answered(conn: asyncpg.Connection, request: datetime | None) -> None:
+    """Clear the request `request` (and any older) in the caller's transaction: a newer one stays for the next."""
+    if request is not None:
+        await conn.execute(
+            "UPDATE projector_state SET reproject_requested_at = NULL WHERE reproject_requested_at <= $1", request
+        )
 
 
 async def remember(
