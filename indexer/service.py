@@ -20,7 +20,7 @@ from indexer.clock import sleep_unless
 from indexer.decode.calldata import names_by_hash
 from indexer.errors import IndexerError
 from indexer.metrics import Metrics
-from indexer.ownership import owned, process_name
+from indexer.ownership import OwnershipLost, owned, process_name
 from indexer.projector.committed import CommittedEvents
 from indexer.projector.runner import Projector, run_projector
 from indexer.runtime import tune_gc
@@ -175,13 +175,17 @@ async def _owned_chain(watcher: Watcher, pool: asyncpg.Pool, stop: asyncio.Event
             return
         await record_owner(pool, chain, process_name())
         log.info("chain_owned", chain=chain, owner=process_name())
+        watcher.fence = mine
         await _isolated(watcher, pool, stop, once, failed)
 
 
 async def _isolated(watcher: Watcher, pool: asyncpg.Pool, stop: asyncio.Event, once: bool, failed: list) -> None:
-    """Run one chain; when it fails for good, record it and let the other chains go on (`run`), or stop (`--once`)."""
+    """Run one chain; when it fails for good, record it and let the other chains go on (`run`), or stop (`--once`).
+    A lost lock stops the process instead: the chain's health is its new owner's to tell."""
     try:
         await watcher.run(stop, once=once)
+    except OwnershipLost:
+        raise  # another process may index the chain now: this one stops (its supervisor restarts it)
     except IndexerError as exc:
         await record_health(pool, watcher.chain.name, "failed", str(exc))
         if once:

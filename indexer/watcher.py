@@ -27,6 +27,7 @@ from indexer import reorg
 from indexer.batch import Batch, BlockRef
 from indexer.clock import sleep_unless
 from indexer.errors import FatalError, IndexerError, ReorgDetected, RetryableError, RpcError
+from indexer.ownership import Fence
 from indexer.progress import Progress
 from indexer.projector.committed import CommittedEvents
 from indexer.store.cursors import adopt_contracts, known_contracts, load_cursor, record_head, record_health
@@ -102,6 +103,7 @@ class Watcher:
         # confirmations left the node's answers most likely to mix branches.
         self.rewound_to = -1
         self.handed_over = False  # whether a batch went to `committed` yet (the first of a chain with no events?)
+        self.fence: Fence | None = None  # the chain's lock, checked in every batch's transaction (set by its owner)
 
     async def run(self, stop: asyncio.Event, *, once: bool) -> None:
         """Index to the confirmed head; with `once` return then, else keep following until `stop` is set."""
@@ -255,6 +257,7 @@ class Watcher:
                     head_block=head,
                     confirmed_block=confirmed,
                     keep_blocks=self.keep_blocks,
+                    fence=None if self.fence is None else self.fence.check,
                 )
             committed = getattr(self.source, "committed", None)
             if committed is not None:

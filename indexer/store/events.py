@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -142,12 +142,14 @@ async def write_batch(
     head_block: int,
     confirmed_block: int,
     keep_blocks: int,
+    fence: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
 ) -> int:
     """Store a batch and move the chain's cursor to its last block, atomically; returns new events.
 
     The cursor must still be where this batch starts (`first_block - 1`), or absent:
-    anything else means another writer moved it, which is fatal. The connection must
-    have been prepared by `database.prepare_connection` (the store's pools do it).
+    anything else means another writer moved it, which is fatal. `fence`, when given, runs
+    first in the transaction and raises to write nothing (the writer's lock is gone). The
+    connection must have been prepared by `database.prepare_connection` (the store's pools do it).
     """
     last = batch.last
     oldest_kept = last.number - keep_blocks
@@ -176,14 +178,22 @@ async def write_batch(
         [b.time for b in blocks],
     )
     try:
-        return await _store(conn, batch, _STORE_BATCH, values)
+        return await _store(conn, batch, _STORE_BATCH, values, fence)
     except asyncpg.UniqueViolationError:  # some of its events are stored already: rolled back, store it skipping them
-        return await _store(conn, batch, _STORE_BATCH_SKIPPING_STORED, values)
+        return await _store(conn, batch, _STORE_BATCH_SKIPPING_STORED, values, fence)
 
 
-async def _store(conn: asyncpg.Connection, batch: Batch, statement: str, values: tuple[Any, ...]) -> int:
+async def _store(
+    conn: asyncpg.Connection,
+    batch: Batch,
+    statement: str,
+    values: tuple[Any, ...],
+    fence: Callable[[asyncpg.Connection], Awaitable[None]] | None,
+) -> int:
     """One try at storing the batch with its cursor and block hashes, in one transaction; returns new events."""
     async with conn.transaction():
+        if fence is not None:
+            await fence(conn)
         await save_pool_names(conn, batch.pool_names)
         if batch.events:
             await conn.copy_records_to_table(

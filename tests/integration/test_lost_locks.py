@@ -1,4 +1,5 @@
-"""The projector writes only while its process holds the projector's lock, one writer after the other."""
+"""A process writes under a lock (the projector's, a chain's) only while it holds it; the projector's writers go
+one after the other, and `indexer reproject` leaves the rebuild to the projector's holder."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 
 from indexer.ownership import OwnershipLost, lock_key, owned
 from indexer.projector.runner import Projector, reproject_owned
-from indexer.service import index_chains
+from indexer.service import build_source, index_chains
+from indexer.watcher import Watcher
 from tests.integration.conftest import INDEXER, chain_config, write_config
 from tests.integration.test_cli import run_cli
 from tests.integration.test_projector import config_for, snapshot
@@ -143,11 +145,29 @@ async def test_a_request_left_by_a_holder_that_stopped_is_answered_by_the_comman
     assert (await snapshot(db))["positions"]
 
 
-async def test_run_stops_with_a_clear_error_when_its_projector_lock_connection_is_lost(
-    db, database_dsn, driver, deployment, anvil, tmp_path
+async def test_a_watcher_whose_lock_connection_is_lost_stores_nothing(db, driver, deployment, anvil):
+    config = config_for(deployment, anvil.url)
+    await driver.stake("native_v1", driver.accounts[1], POOL, 10**18)
+    source = build_source(config.chains[0], {})
+    try:
+        async with owned(db, "chain:local", asyncio.Event(), wait=False, retry_seconds=0) as fence:
+            watcher = Watcher(source, config.chains[0], db)
+            watcher.fence = fence
+            await lose(db, fence.pid)
+            with pytest.raises(OwnershipLost, match="chain:local: this process no longer holds its lock"):
+                await watcher.run(asyncio.Event(), once=True)
+    finally:
+        await source.close()
+    assert await db.fetchval("SELECT count(*) FROM events") == 0
+    assert await db.fetchval("SELECT count(*) FROM chain_cursors") == 0
+
+
+@pytest.mark.parametrize("lock", ["projector", "chain:local"])
+async def test_run_stops_with_a_clear_error_when_a_lock_connection_is_lost(
+    lock, db, database_dsn, driver, deployment, anvil, tmp_path
 ):
     """`run` exits 1 naming the lost lock (its supervisor restarts it) instead of writing on without it."""
-    key = lock_key("projector")
+    key = lock_key(lock)
     path = write_config(
         tmp_path / "chains.yaml", database_dsn, [chain_config(deployment, [anvil.url], poll_interval_seconds=0.2)]
     )
@@ -164,12 +184,12 @@ async def test_run_stops_with_a_clear_error_when_its_projector_lock_connection_i
             if holder is not None:
                 break
             await asyncio.sleep(0.05)
-        assert holder is not None, "the service never took the projector's lock"
+        assert holder is not None, f"the service never took the lock {lock}"
         await lose(db, holder)
         await driver.stake("native_v1", driver.accounts[3], POOL, 10**18)  # something to write
         code = await asyncio.to_thread(process.wait, 30)
         assert code == 1
-        assert "projector: this process no longer holds its lock" in process.stderr.read()
+        assert f"indexer: error: {lock}: this process no longer holds its lock" in process.stderr.read()
     finally:
         with contextlib.suppress(ProcessLookupError):
             process.kill()
