@@ -14,13 +14,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import structlog
 
 from indexer.batch import BlockRef
 from indexer.errors import ReorgBelowClosedEpoch, ReorgTooDeep, RetryableError
+
+if TYPE_CHECKING:
+    from indexer.store.events import WriteCheck
 
 log = structlog.get_logger(__name__)
 
@@ -60,9 +63,18 @@ class NoCommonAncestor(RetryableError):
 
 
 async def repair(
-    pool: asyncpg.Pool, source: Any, chain: str, cursor: BlockRef, *, window: int, metrics: Any, attempt: int = 1
+    pool: asyncpg.Pool,
+    source: Any,
+    chain: str,
+    cursor: BlockRef,
+    *,
+    window: int,
+    metrics: Any,
+    attempt: int = 1,
+    fence: WriteCheck | None = None,
 ) -> BlockRef:
-    """Rewind `chain` to the newest remembered block the node still has; returns the new cursor.
+    """Rewind `chain` to the newest remembered block the node still has; returns the new cursor (`fence`: as in
+    `store.events.write_batch`).
 
     When no remembered block is on the node's chain: NoCommonAncestor (retryable) for the first
     `TOO_DEEP_AFTER - 1` attempts in a row, then ReorgTooDeep. ReorgBelowClosedEpoch (nothing rewound)
@@ -89,7 +101,7 @@ async def repair(
     depth = cursor.number - ancestor.number
     try:
         async with pool.acquire() as conn:
-            removed = await rewind(conn, chain, ancestor, cursor)
+            removed = await rewind(conn, chain, ancestor, cursor, fence)
     except ReorgBelowClosedEpoch:
         log.error("reorg_below_closed_epoch", chain=chain, block=cursor.number, ancestor=ancestor.number)
         if metrics is not None:

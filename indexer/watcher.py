@@ -31,7 +31,7 @@ from indexer.ownership import Fence
 from indexer.progress import Progress
 from indexer.projector.committed import CommittedEvents
 from indexer.store.cursors import adopt_contracts, known_contracts, load_cursor, record_head, record_health
-from indexer.store.events import newest_event_block, write_batch
+from indexer.store.events import WriteCheck, newest_event_block, write_batch
 
 log = structlog.get_logger(__name__)
 
@@ -169,7 +169,8 @@ class Watcher:
             orphaned_tip = cursor.number
             try:
                 cursor = await reorg.repair(self.pool, self.source, self.chain.name, cursor, window=self.keep_blocks,
-                                            metrics=self.metrics, attempt=self.ancestor_misses + 1)  # fmt: skip
+                                            metrics=self.metrics, attempt=self.ancestor_misses + 1,
+                                            fence=self._fence())  # fmt: skip
             except reorg.NoCommonAncestor:
                 self.ancestor_misses += 1
                 raise
@@ -223,6 +224,10 @@ class Watcher:
             async with self.pool.acquire() as conn:
                 await adopt_contracts(conn, self.chain.name, added, rewind_to)
 
+    def _fence(self) -> WriteCheck | None:
+        """What the store runs first in each writing transaction: the lock check, while the chain is owned."""
+        return None if self.fence is None else self.fence.check
+
     async def _fetch(
         self, start: int, target: int, headers_from: int, stop: asyncio.Event, out: asyncio.Queue[Any]
     ) -> None:
@@ -257,7 +262,7 @@ class Watcher:
                     head_block=head,
                     confirmed_block=confirmed,
                     keep_blocks=self.keep_blocks,
-                    fence=None if self.fence is None else self.fence.check,
+                    fence=self._fence(),
                 )
             committed = getattr(self.source, "committed", None)
             if committed is not None:

@@ -11,6 +11,9 @@ from indexer.batch import Batch, BlockRef
 from indexer.errors import FatalError, ReorgBelowClosedEpoch, ReorgDetected
 from indexer.events import Event
 
+# What a writer holding a lock runs first in each of its transactions: raises to write nothing (the lock is gone).
+WriteCheck = Callable[[asyncpg.Connection], Awaitable[None]]
+
 EVENT_COLUMNS = (
     "chain",
     "chain_id",
@@ -142,7 +145,7 @@ async def write_batch(
     head_block: int,
     confirmed_block: int,
     keep_blocks: int,
-    fence: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
+    fence: WriteCheck | None = None,
 ) -> int:
     """Store a batch and move the chain's cursor to its last block, atomically; returns new events.
 
@@ -188,7 +191,7 @@ async def _store(
     batch: Batch,
     statement: str,
     values: tuple[Any, ...],
-    fence: Callable[[asyncpg.Connection], Awaitable[None]] | None,
+    fence: WriteCheck | None,
 ) -> int:
     """One try at storing the batch with its cursor and block hashes, in one transaction; returns new events."""
     async with conn.transaction():
@@ -244,13 +247,21 @@ async def _refuse(conn: asyncpg.Connection, batch: Batch) -> None:
     )
 
 
-async def rewind(conn: asyncpg.Connection, chain: str, ancestor: BlockRef, orphaned_tip: BlockRef) -> int:
+async def rewind(
+    conn: asyncpg.Connection,
+    chain: str,
+    ancestor: BlockRef,
+    orphaned_tip: BlockRef,
+    fence: WriteCheck | None = None,
+) -> int:
     """Undo everything above `ancestor` (the last block both branches share), atomically; returns events removed.
 
     Refused (ReorgBelowClosedEpoch, nothing changed) when `ancestor` lies before the end of a closed reward
-    epoch: closed epochs are final, so their events must not be rewound silently.
+    epoch: closed epochs are final, so their events must not be rewound silently. `fence` as in `write_batch`.
     """
     async with conn.transaction():
+        if fence is not None:
+            await fence(conn)
         closed_end = await conn.fetchval(
             "SELECT extract(epoch FROM max(end_time))::bigint FROM epochs WHERE closed_at IS NOT NULL"
         )

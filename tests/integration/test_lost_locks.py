@@ -12,6 +12,8 @@ import pytest
 from indexer.ownership import OwnershipLost, lock_key, owned
 from indexer.projector.runner import Projector, reproject_owned
 from indexer.service import build_source, index_chains
+from indexer.store.cursors import load_cursor
+from indexer.store.events import rewind
 from indexer.watcher import Watcher
 from tests.integration.conftest import INDEXER, chain_config, write_config
 from tests.integration.test_cli import run_cli
@@ -160,6 +162,25 @@ async def test_a_watcher_whose_lock_connection_is_lost_stores_nothing(db, driver
         await source.close()
     assert await db.fetchval("SELECT count(*) FROM events") == 0
     assert await db.fetchval("SELECT count(*) FROM chain_cursors") == 0
+
+
+async def test_a_rewind_without_the_chains_lock_removes_nothing(db, driver, deployment, anvil):
+    config = await indexed_not_projected(db, driver, deployment, anvil)
+    cursor = await load_cursor(db, "local")
+    source = build_source(config.chains[0], {})
+    try:
+        ancestor = (await source.blocks([1]))[1]
+    finally:
+        await source.close()
+    stored = await db.fetchval("SELECT count(*) FROM events")
+    async with owned(db, "chain:local", asyncio.Event(), wait=False, retry_seconds=0) as fence:
+        await lose(db, fence.pid)
+        async with db.acquire() as conn:
+            with pytest.raises(OwnershipLost):
+                await rewind(conn, "local", ancestor, cursor, fence.check)
+    assert await db.fetchval("SELECT count(*) FROM events") == stored > 0
+    assert await load_cursor(db, "local") == cursor
+    assert await db.fetchval("SELECT count(*) FROM reorgs") == 0
 
 
 @pytest.mark.parametrize("lock", ["projector", "chain:local"])
