@@ -23,7 +23,7 @@ from indexer.batch import BlockRef
 from indexer.errors import ReorgBelowClosedEpoch, ReorgTooDeep, RetryableError
 
 if TYPE_CHECKING:
-    from indexer.store.events import WriteCheck
+    from indexer.store.ownership import WriteCheck
 
 log = structlog.get_logger(__name__)
 

@@ -31,7 +31,8 @@ from indexer.ownership import Fence
 from indexer.progress import Progress
 from indexer.projector.committed import CommittedEvents
 from indexer.store.cursors import adopt_contracts, known_contracts, load_cursor, record_head, record_health
-from indexer.store.events import WriteCheck, newest_event_block, write_batch
+from indexer.store.events import newest_event_block, write_batch
+from indexer.store.ownership import WriteCheck
 
 log = structlog.get_logger(__name__)
 
@@ -222,7 +223,7 @@ class Watcher:
             )
         if added:
             async with self.pool.acquire() as conn:
-                await adopt_contracts(conn, self.chain.name, added, rewind_to)
+                await adopt_contracts(conn, self.chain.name, added, rewind_to, self._fence())
 
     def _fence(self) -> WriteCheck | None:
         """What the store runs first in each writing transaction: the lock check, while the chain is owned."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncpg
 
 from indexer.batch import BlockRef
+from indexer.store.ownership import WriteCheck
 
 
 async def load_cursor(conn: asyncpg.Connection | asyncpg.Pool, chain: str) -> BlockRef | None:
@@ -56,10 +57,17 @@ async def load_recent_blocks(conn: asyncpg.Connection | asyncpg.Pool, chain: str
 
 
 async def adopt_contracts(
-    conn: asyncpg.Connection, chain: str, contracts: dict[str, int], rewind_to: BlockRef | None
+    conn: asyncpg.Connection,
+    chain: str,
+    contracts: dict[str, int],
+    rewind_to: BlockRef | None,
+    fence: WriteCheck | None = None,
 ) -> None:
-    """Record the chain's contracts (address -> start block); with `rewind_to`, move the cursor back there."""
+    """Record the chain's contracts (address -> start block); with `rewind_to`, move the cursor back there.
+    `fence` as in `events.write_batch`."""
     async with conn.transaction():
+        if fence is not None:
+            await fence(conn)
         if rewind_to is not None:
             await conn.execute(
                 """UPDATE chain_cursors SET block_number = $2, block_hash = $3, block_time = to_timestamp($4),

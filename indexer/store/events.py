@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -10,9 +10,7 @@ import asyncpg
 from indexer.batch import Batch, BlockRef
 from indexer.errors import FatalError, ReorgBelowClosedEpoch, ReorgDetected
 from indexer.events import Event
-
-# What a writer holding a lock runs first in each of its transactions: raises to write nothing (the lock is gone).
-WriteCheck = Callable[[asyncpg.Connection], Awaitable[None]]
+from indexer.store.ownership import WriteCheck
 
 EVENT_COLUMNS = (
     "chain",

@@ -6,9 +6,12 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
+
+# What a writer holding a lock runs first in each of its transactions: raises to write nothing (the lock is gone).
+WriteCheck = Callable[[asyncpg.Connection], Awaitable[None]]
 
 
 class Locks:

@@ -12,7 +12,7 @@ import pytest
 from indexer.ownership import OwnershipLost, lock_key, owned
 from indexer.projector.runner import Projector, reproject_owned
 from indexer.service import build_source, index_chains
-from indexer.store.cursors import load_cursor
+from indexer.store.cursors import adopt_contracts, known_contracts, load_cursor
 from indexer.store.events import rewind
 from indexer.watcher import Watcher
 from tests.integration.conftest import INDEXER, chain_config, write_config
@@ -164,7 +164,7 @@ async def test_a_watcher_whose_lock_connection_is_lost_stores_nothing(db, driver
     assert await db.fetchval("SELECT count(*) FROM chain_cursors") == 0
 
 
-async def test_a_rewind_without_the_chains_lock_removes_nothing(db, driver, deployment, anvil):
+async def test_a_rewind_or_a_contracts_adoption_without_the_chains_lock_changes_nothing(db, driver, deployment, anvil):
     config = await indexed_not_projected(db, driver, deployment, anvil)
     cursor = await load_cursor(db, "local")
     source = build_source(config.chains[0], {})
@@ -181,6 +181,15 @@ async def test_a_rewind_without_the_chains_lock_removes_nothing(db, driver, depl
     assert await db.fetchval("SELECT count(*) FROM events") == stored > 0
     assert await load_cursor(db, "local") == cursor
     assert await db.fetchval("SELECT count(*) FROM reorgs") == 0
+
+    contracts = await known_contracts(db, "local")
+    async with owned(db, "chain:local", asyncio.Event(), wait=False, retry_seconds=0) as fence:
+        await lose(db, fence.pid)
+        async with db.acquire() as conn:
+            with pytest.raises(OwnershipLost):  # a contract added to the config: its adoption moves the cursor back
+                await adopt_contracts(conn, "local", {"0x" + "cd" * 20: 0}, ancestor, fence.check)
+    assert await known_contracts(db, "local") == contracts
+    assert await load_cursor(db, "local") == cursor
 
 
 @pytest.mark.parametrize("lock", ["projector", "chain:local"])
