@@ -110,14 +110,17 @@ class EvmSource(NodeSource):
         """The configured contracts' logs of blocks `start..end`, `end <= last_allowed` as far as the range reaches.
 
         Blocks at or above `headers_from` (the unconfirmed zone) come with their headers, in the
-        same request, so that every block there is remembered and its parent hash checked.
+        same request, so that every block there is remembered and its parent hash checked. The
+        range's first block always does: its parent hash must be the cursor's (the store checks it),
+        even when it holds no log, so that a range never goes on from an orphaned block.
         """
         while True:
             end = min(start + self.range.size - 1, last_allowed)
             first_header = end if headers_from is None else max(start, min(headers_from, end))
+            numbers = [start, *range(max(start + 1, first_header), end + 1)]
             answers = await self.rpc.batch(
                 [("eth_getLogs", [{"fromBlock": hex(start), "toBlock": hex(end), "address": self.addresses}])]
-                + [("eth_getBlockByNumber", [hex(n), False]) for n in range(first_header, end + 1)]
+                + [("eth_getBlockByNumber", [hex(n), False]) for n in numbers]
             )
             logs, headers = answers[0], answers[1:]
             if isinstance(logs, JsonRpcError):
@@ -128,7 +131,7 @@ class EvmSource(NodeSource):
                 raise RpcError(f"chain {self.name}: eth_getLogs {start}-{end} failed: {logs.message}")
             break
         if any(isinstance(h, JsonRpcError) or h is None for h in headers):
-            raise RetryableError(f"chain {self.name}: the node lacks a block of {first_header}-{end} (lagging node?)")
+            raise RetryableError(f"chain {self.name}: the node lacks a block of {start}-{end} (lagging node?)")
         known = {ref.number: ref for ref in (checked(block_ref, h) for h in headers)}
         broken = unlinked([known[number] for number in range(first_header, end + 1)])
         if broken is not None:

@@ -159,6 +159,29 @@ async def test_the_branch_a_reorg_replaced_is_fetched_again_with_all_its_headers
     await fresh_index_equals(db, deployment, anvil, driver)
 
 
+async def test_a_range_below_the_kept_window_names_its_first_blocks_parent_even_without_logs(
+    db, driver, deployment, anvil
+):
+    """There a range comes with few headers (its last, and its log blocks'); its first block's always comes, so
+    the store checks that the range goes on from the cursor's block: a cursor left on an orphaned block (a stale
+    node answered the last range) is found at the next write even when no log names the block after it
+    (simulation seed 45777)."""
+    chain = config_for(deployment, anvil.url, "local")
+    await driver.stake("native_v1", driver.accounts[1], POOL, ETHER)
+    await driver.mine(40)  # blocks without logs
+    head = int(await driver.rpc("eth_blockNumber", []), 16)
+    source = build_source(chain, {})
+    try:
+        start = head - 30
+        fetched = await source.fetch_logs(start, head - 20, head - 5)  # all of it below the headers' zone
+        batches = [b async for b in source.batches(fetched)]
+        before = (await source.blocks([start - 1]))[start - 1]
+    finally:
+        await source.close()
+    assert fetched.logs == [] and start in fetched.headers
+    assert batches[0].first_block == start and batches[0].parent_hash == before.hash
+
+
 async def test_reorg_deeper_than_the_kept_window_is_fatal_and_changes_nothing(db, driver, deployment, anvil):
     chain = config_for(deployment, anvil.url, "local")
     snapshot = await driver.rpc("evm_snapshot", [])

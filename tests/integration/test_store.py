@@ -8,7 +8,7 @@ from types import MappingProxyType as Frozen
 import pytest
 
 from indexer.batch import Batch, BlockRef
-from indexer.errors import FatalError
+from indexer.errors import FatalError, ReorgDetected
 from indexer.events import Event, EventType
 from indexer.projection import Changes, Pending, ProjectionState
 from indexer.store.cursors import load_cursor, load_pool_names
@@ -100,6 +100,20 @@ async def test_stored_events_and_a_moved_cursor_still_refuse_the_batch_and_write
             await write(conn, batch(30, 40, [event(0), event(1)]))
     assert await db.fetchval("SELECT count(*) FROM events") == 1
     assert (await load_cursor(db, "c1")).number == 20
+
+
+async def test_a_batch_whose_parent_is_not_the_cursor_block_is_a_reorg_and_writes_nothing(db):
+    """The cursor's block was orphaned: the next range's first block names another parent."""
+    async with db.acquire() as conn:
+        await write(conn, batch(5, 20))
+        cursor = await load_cursor(db, "c1")
+        orphaned = Batch("c1", 21, BlockRef(23, "0x" + "23" * 32, "0x" + "22" * 32, 1_767_225_623), (event(0),), (),
+                         {}, parent_hash="0x" + "99" * 32)  # fmt: skip
+        with pytest.raises(ReorgDetected, match="block 21 does not follow the indexed block 20"):
+            await write(conn, orphaned)
+        linked = Batch("c1", 21, orphaned.last, (event(0),), (), {}, parent_hash=cursor.hash)
+        assert await write(conn, linked) == 1
+    assert (await load_cursor(db, "c1")).number == 23
 
 
 async def test_cursor_moved_by_someone_else_is_fatal_and_writes_nothing(db):
