@@ -31,6 +31,17 @@ def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
     )
 
 
+def _seconds(text: str) -> float:
+    """A CLI duration: a number of seconds, zero or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"not a number of seconds >= 0: {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="indexer", description="Multistaking indexer")
     _global_options(parser, defaults=True)
@@ -46,7 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="bring the database schema up to date (run does it at start)")
     migrate.add_argument("--dry-run", action="store_true", help="list the migrations that would run, change nothing")
     commands.add_parser("status", help="print each chain's indexing status")
-    commands.add_parser("reproject", help="rebuild every projection from the event log")
+    reproject = commands.add_parser("reproject", help="rebuild every projection from the event log")
+    reproject.add_argument(
+        "--wait-seconds",
+        type=_seconds,
+        default=300.0,
+        help="while a running service holds the projector (it rebuilds them), how long to wait for it (default 300)",
+    )
     commands.add_parser("verify", help="compare the projections with the contracts' state (eth_call)")
 
     rewards = commands.add_parser("rewards", help="record validators' rewards per epoch")
@@ -110,7 +127,7 @@ async def _dispatch(args: argparse.Namespace) -> int:
                 return await print_verify(config, pool)
             from indexer.projector.runner import reproject_owned
 
-            folded = await reproject_owned(pool, config)
+            folded = await reproject_owned(pool, config, wait_seconds=args.wait_seconds)
             print("reproject: rebuilt by the process holding the projector" if folded is None else
                   f"reproject: {folded} events folded")  # fmt: skip
             return 0

@@ -21,6 +21,7 @@ import os
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 
@@ -35,22 +36,35 @@ class OwnershipLost(IndexerError):
 
 @dataclass(frozen=True, slots=True)
 class Fence:
-    """Held lock `name` (key `key` on backend `pid`), checked in the transactions that write under it."""
+    """Held lock `name` (key `key` on the backend `pid` started at `started`), checked in the transactions that
+    write under it."""
 
     name: str
     key: int
     pid: int
+    started: datetime
 
     async def check(self, conn: asyncpg.Connection) -> None:
         """In the caller's transaction: wait for any other writer under this lock to commit, then make sure
         this process holds the lock still (else raise OwnershipLost). Until the transaction ends, no other
-        writer under it gets past its own check: a process that took the lock over reads after this commit."""
-        await wait_for_writers(conn, lock_key(f"{self.name}:writes"))
-        if not await still_held(conn, self.pid, self.key):
+        writer under it gets past its own check."""
+        await wait_for_writers(conn, self.writers_key)
+        if not await still_held(conn, self.pid, self.started, self.key):
             raise OwnershipLost(
                 f"{self.name}: this process no longer holds its lock (its lock connection was lost; another process "
                 "may have taken over); nothing was written, and it stops here: restart it"
             )
+
+    @property
+    def writers_key(self) -> int:
+        """The transaction lock its writers take, one after the other."""
+        return lock_key(f"{self.name}:writes")
+
+    async def after_the_last_writer(self, pool: asyncpg.Pool) -> None:
+        """Wait until a write under this lock still running (by a process that lost it) has committed: what
+        the new holder reads next is after it."""
+        async with pool.acquire() as conn, conn.transaction():
+            await wait_for_writers(conn, self.writers_key)
 
 
 def lock_key(name: str) -> int:
@@ -79,7 +93,10 @@ async def owned(
                 if held or not wait or stop.is_set():
                     break
                 await sleep_unless(stop, retry_seconds)
-            yield Fence(name, key, locks.pid) if held else None
+            fence = Fence(name, key, locks.pid, locks.started) if held else None
+            if fence is not None:
+                await fence.after_the_last_writer(pool)
+            yield fence
         finally:
             if held:
                 await locks.release(key)

@@ -25,7 +25,7 @@ import asyncpg
 import structlog
 
 from indexer.clock import sleep_unless
-from indexer.errors import ConfigError
+from indexer.errors import ConfigError, IndexerError
 from indexer.events import Event
 from indexer.ownership import Fence, owned
 from indexer.projection import EMPTY, Checkpoint, ProjectionState
@@ -304,11 +304,16 @@ def _freeze(draft: Draft, before: ProjectionState) -> tuple[ProjectionState, lis
     return state, stage_changes(before, state, changes)
 
 
-async def reproject_owned(pool: asyncpg.Pool, config, *, poll: float = 0.25) -> int | None:
+class ReprojectNotAnswered(IndexerError):
+    """`indexer reproject` asked the process holding the projector to rebuild, and it has not in time."""
+
+
+async def reproject_owned(pool: asyncpg.Pool, config, *, wait_seconds: float = 300.0, poll: float = 0.25) -> int | None:
     """`indexer reproject`: rebuild the projections here while holding the projector's lock (the events folded);
     while another process holds it (a running service), ask that one to rebuild them and wait until it has
-    (None). Two processes rebuilding at once would mix their rows."""
+    (None), at most `wait_seconds`. Two processes rebuilding at once would mix their rows."""
     asked = False
+    give_up = time.monotonic() + wait_seconds
     while True:
         async with owned(pool, "projector", asyncio.Event(), wait=False, retry_seconds=0) as mine:
             if mine is not None:  # free (again): rebuild here, answering a request left for the last holder too
@@ -321,6 +326,12 @@ async def reproject_owned(pool: asyncpg.Pool, config, *, poll: float = 0.25) -> 
             log.info("reproject_requested", detail="another process holds the projector: it rebuilds them")
         elif await projector_store.reproject_request(pool) is None:
             return None
+        if time.monotonic() >= give_up:
+            raise ReprojectNotAnswered(
+                f"reproject: asked the process holding the projector to rebuild the projections; it has not within "
+                f"{wait_seconds:g} s (it does at its next step once every chain has a confirmed block; a release "
+                "older than this one does not answer). The request stays: run again to wait on, or stop that process"
+            )
         await asyncio.sleep(poll)
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import subprocess
+from datetime import timedelta
 
 import pytest
 
@@ -79,16 +81,64 @@ async def test_a_new_owner_loads_the_tables_only_after_the_last_owners_write_com
             await first.check(conn)  # the first owner is writing ...
             await conn.execute("INSERT INTO validator_amounts (validator, asset, amount) VALUES ('marker', 'ETH', 5)")
             await lose(db, first.pid)  # ... when its lock connection goes
-            async with owned(db, "projector", asyncio.Event(), wait=False, retry_seconds=0) as second:
-                assert second is not None
-                successor = Projector(db, config)
-                successor.fence = second
-                stepping = asyncio.create_task(successor.step())
-                await asyncio.sleep(0.5)
-                assert not stepping.done()  # it waits for the first owner's transaction
-                await writing.commit()
-                await asyncio.wait_for(stepping, timeout=10)
+
+            async def take_over() -> Projector:
+                async with owned(db, "projector", asyncio.Event(), wait=False, retry_seconds=0) as second:
+                    assert second is not None
+                    successor = Projector(db, config)
+                    successor.fence = second
+                    await successor.step()
+                    return successor
+
+            stepping = asyncio.create_task(take_over())
+            await asyncio.sleep(0.5)
+            assert not stepping.done()  # it waits for the first owner's transaction
+            await writing.commit()
+            successor = await asyncio.wait_for(stepping, timeout=10)
     assert successor.state is not None and successor.state.validators[("marker", "ETH")] == 5  # it read that write
+
+
+async def test_a_fence_names_its_backend_by_pid_and_start_so_a_pid_that_comes_again_is_not_it(db):
+    """After a server restart pids start over: another process's lock connection may get this one's old pid."""
+    async with owned(db, "chain:local", asyncio.Event(), wait=False, retry_seconds=0) as fence:
+        assert fence is not None
+        async with db.acquire() as conn, conn.transaction():
+            await fence.check(conn)  # held: passes
+        same_pid_later = dataclasses.replace(fence, started=fence.started + timedelta(seconds=1))
+        async with db.acquire() as conn, conn.transaction():
+            with pytest.raises(OwnershipLost):
+                await same_pid_later.check(conn)
+
+
+async def test_a_new_owner_starts_only_after_the_last_owners_write_commits(db):
+    """A chain's new owner reads its cursor first: a write of the last owner still running must be committed."""
+    async with owned(db, "chain:local", asyncio.Event(), wait=False, retry_seconds=0) as first:
+        assert first is not None
+        async with db.acquire() as conn:
+            writing = conn.transaction()
+            await writing.start()
+            await first.check(conn)  # the first owner is writing a batch ...
+            await lose(db, first.pid)  # ... when its lock connection goes
+
+            async def take_over() -> bool:
+                async with owned(db, "chain:local", asyncio.Event(), wait=False, retry_seconds=0) as second:
+                    return second is not None
+
+            taking = asyncio.create_task(take_over())
+            await asyncio.sleep(0.5)
+            assert not taking.done()  # the lock is free, but its last writer has not committed
+            await writing.commit()
+            assert await asyncio.wait_for(taking, timeout=10)
+
+
+async def test_cli_reproject_gives_up_after_its_wait_leaving_the_request(db, database_dsn, deployment, anvil, tmp_path):
+    path = write_config(tmp_path / "chains.yaml", database_dsn, [chain_config(deployment, [anvil.url])])
+    async with owned(db, "projector", asyncio.Event(), wait=False, retry_seconds=0) as held:
+        assert held is not None  # a holder that never answers (a release without the request)
+        waited = await asyncio.to_thread(run_cli, path, "reproject", "--wait-seconds", "1")
+    assert waited.returncode == 1
+    assert "it has not within 1 s" in waited.stderr and "The request stays" in waited.stderr
+    assert await db.fetchval("SELECT reproject_requested_at FROM projector_state") is not None
 
 
 async def test_a_held_fence_lets_every_write_through(db, driver, deployment, anvil):
