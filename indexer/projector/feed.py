@@ -80,6 +80,8 @@ async def read_ahead(batches: AsyncIterator[T]) -> AsyncIterator[T]:
                 await upcoming
             except (asyncio.CancelledError, StopAsyncIteration):
                 pass
+        elif not upcoming.cancelled():
+            upcoming.exception()  # ended while the caller left: its end or error is dropped, and so marked
         aclose = getattr(batches, "aclose", None)
         if aclose is not None:
             await aclose()

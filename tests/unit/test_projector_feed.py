@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from contextlib import aclosing
 
 import pytest
@@ -102,3 +103,26 @@ def test_leaving_early_closes_the_source_and_drops_the_read_in_flight():
         return taken, list(closed)
 
     assert asyncio.run(first_two()) == ([[0], [1]], [True])
+
+
+@pytest.mark.parametrize("ending", [StopAsyncIteration, ConnectionResetError])
+def test_leaving_after_the_read_ahead_ended_leaves_no_unretrieved_exception(ending):
+    """The caller stops (an error of its own, a crash) while the read in flight has ended, with the source's end
+    or an error: that read's outcome is dropped quietly, not logged at garbage collection as never retrieved."""
+    reported: list[dict] = []
+
+    async def source():
+        yield [0]
+        if ending is ConnectionResetError:
+            raise ConnectionResetError("the read after the caller left")
+
+    async def leave_after_the_first():
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: reported.append(context))
+        batches = read_ahead(source())
+        assert await anext(batches) == [0]
+        await asyncio.sleep(0.01)  # meanwhile the next read ends
+        await batches.aclose()
+        gc.collect()
+
+    asyncio.run(leave_after_the_first())
+    assert reported == []
