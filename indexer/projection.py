@@ -7,7 +7,7 @@ Plain values below both the projector (which folds into them) and the store (whi
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import NamedTuple
@@ -93,12 +93,6 @@ class ProjectionState:
     def position(self, staker: str, validator: str, asset: str) -> int:
         """One staker's amount of `asset` at `validator` (0 when none)."""
         return self.positions.get((validator, asset), {}).get(staker, 0)
-
-    def iter_positions(self) -> Iterator[tuple[PositionKey, int]]:
-        """Every non-zero position as ((staker, validator, asset), amount)."""
-        for (validator, asset), stakers in self.positions.items():
-            for staker, amount in stakers.items():
-                yield (staker, validator, asset), amount
 
 
 EMPTY = ProjectionState()

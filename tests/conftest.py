@@ -29,7 +29,7 @@ TABLES = (
     "assets",
     "validator_amounts",
     "pool_amounts",
-    "positions",
+    "position_buckets",
     "social_delegations",
     "lst_balances",
     "lst_tokens",

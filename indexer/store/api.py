@@ -70,14 +70,15 @@ async def validators(reader: Reader) -> list[dict[str, str]]:
     return [{"validator": r[0], "asset": r[1], "amount": r[2], "points": r[3]} for r in rows]
 
 
+# the staker's bucket named: only the bucket rows that can hold the staker are read, not every position
+STAKER_POSITIONS = """SELECT validator, asset, amount::text, share::text FROM v_staker_positions
+                       WHERE staker = $1 AND bucket = position_bucket($1) ORDER BY validator, asset"""
+
+
 async def staker(reader: Reader, address: str) -> dict[str, list[dict]]:
     """The staker's positions, liquid-token balances and open unstake requests (lists, empty when none)."""
     async with _connection(reader) as conn:
-        positions = await conn.fetch(
-            """SELECT validator, asset, amount::text, share::text FROM v_staker_positions
-                WHERE staker = $1 ORDER BY validator, asset""",
-            address,
-        )
+        positions = await conn.fetch(STAKER_POSITIONS, address)
         balances = await conn.fetch(
             "SELECT chain, contract, balance::text FROM v_lst_balances WHERE holder = $1 ORDER BY chain, contract",
             address,

@@ -162,7 +162,8 @@ async def test_cli_reproject_asks_the_process_holding_the_projector_and_waits_fo
         service.fence = held
         await service.step()
         projected = await snapshot(db)
-        await db.execute("UPDATE positions SET amount = amount + 1")  # tampered: only a rebuild mends it
+        tamper = "UPDATE position_buckets SET amounts = (SELECT array_agg(a + 1) FROM unnest(amounts) a)"
+        await db.execute(tamper)  # tampered: only a rebuild mends it
         asking = asyncio.create_task(asyncio.to_thread(run_cli, path, "reproject"))
         for _ in range(200):
             if await db.fetchval("SELECT reproject_requested_at FROM projector_state") is not None:

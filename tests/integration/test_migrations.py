@@ -14,6 +14,7 @@ import pytest
 
 from indexer.store.database import with_database
 from indexer.store.migrate import MIGRATIONS_DIR, MigrationError, applied_migrations, load_migrations, migrate
+from indexer.store.projections import load_state, position_bucket
 from tests.conftest import ROOT
 from tests.integration.conftest import INDEXER, write_config
 
@@ -46,6 +47,14 @@ async def execute(dsn: str, sql: str, *args) -> None:
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute(sql, *args)
+    finally:
+        await conn.close()
+
+
+async def with_connection(dsn: str, read: Callable[[asyncpg.Connection], Awaitable]) -> object:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await read(conn)
     finally:
         await conn.close()
 
@@ -184,10 +193,15 @@ INSERT INTO epoch_allocations (epoch, validator, staker, asset, kind, amount) VA
   (0, 'validator-one', 'validator-one', 'KLY', 'commission', 300),
   (0, 'validator-one', '0xs1', 'KLY', 'stake', 2025),
   (0, 'validator-one', '0xs2', 'KLY', 'stake', 675);
+INSERT INTO positions (staker, validator, asset, amount) VALUES
+  ('0xs1', 'validator-one', 'ETH', 600000000000000000000), ('0xs2', 'validator-one', 'ETH', 1),
+  ('a,b', 'validator-one', 'ETH', 2), ('NULL', 'validator-one', 'ETH', 3), ('"q" \\', 'validator-one', 'ETH', 4),
+  ('0xs2', 'validator-two', 'NFT', 115792089237316195423570985008687907853269984665640564039457584007913129639935);
 UPDATE epochs SET closed_at = '2026-01-02 00:10:00+00', total = 3000,
                   root = '0x5d3e1c3f1b4a2e9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b' WHERE epoch = 0;
 """
 KEPT = {  # each table's rows as text, in the columns of the 47213ee schema
+    "positions": "SELECT (staker, validator, asset, amount)::text FROM positions ORDER BY 1",
     "events": "SELECT t::text FROM events t ORDER BY 1",
     "chain_cursors": "SELECT t::text FROM chain_cursors t ORDER BY 1",
     "epochs": "SELECT t::text FROM epochs t ORDER BY 1",
@@ -213,14 +227,25 @@ async def kept_rows(dsn: str) -> dict[str, list[tuple]]:
 async def test_a_47213ee_database_upgrades_in_place_keeping_its_log_and_closed_epochs(new_database):
     dsn = await database_of_47213ee(new_database)
     before = await kept_rows(dsn)
-    assert len(before["events"]) == 5 and len(before["epoch_allocations"]) == 3
+    assert len(before["events"]) == 5 and len(before["epoch_allocations"]) == 3 and len(before["positions"]) == 6
 
     assert await migrate(dsn, dry_run=True) == ALL[1:]
     assert await applied_migrations(dsn) == []  # the dry run changed nothing
     assert await migrate(dsn) == ALL[1:]  # the baseline is recorded, not run
 
-    assert await kept_rows(dsn) == before
+    assert await kept_rows(dsn) == before  # positions: a view over the bucket rows (0006) with the same rows
     assert await applied_migrations(dsn) == ALL
+    state = await with_connection(dsn, load_state)
+    assert dict(state.positions[("validator-one", "ETH")]) == {
+        "0xs1": 600 * 10**18, "0xs2": 1, "a,b": 2, "NULL": 3, '"q" \\': 4
+    }  # fmt: skip
+    assert dict(state.positions[("validator-two", "NFT")]) == {"0xs2": 2**256 - 1}
+    buckets = await fetch(dsn, "SELECT bucket, stakers FROM position_buckets WHERE asset = 'ETH' ORDER BY bucket")
+    assert {bucket: stakers for bucket, stakers in buckets} == {
+        position_bucket(s): sorted(s for s in state.positions[("validator-one", "ETH")] if position_bucket(s) == b)
+        for s in state.positions[("validator-one", "ETH")]
+        for b in [position_bucket(s)]
+    }
     assert await fetch(dsn, "SELECT version, name FROM schema_migrations ORDER BY 1") == [
         (m.version, m.name) for m in load_migrations()
     ]
@@ -372,8 +397,11 @@ async def test_two_services_starting_on_a_47213ee_database_upgrade_it_once_and_i
     assert await fetch(dsn, "SELECT count(*) FROM schema_migrations") == [(len(ALL),)]
 
     after_rows = {
-        table: [r for r in rows if not r[0].startswith("(upgraded,")] for table, rows in (await kept_rows(dsn)).items()
+        table: [r for r in rows if not r[0].startswith("(upgraded,")]
+        for table, rows in (await kept_rows(dsn)).items()
+        if table != "positions"  # a projection: the services project it from the log anew
     }
+    del before_rows["positions"]
     assert after_rows == before_rows  # the old log, cursor and closed epochs, byte for byte
     assert await proofs() == before_proofs
     tx = receipt["transactionHash"].to_0x_hex()

@@ -18,7 +18,7 @@ from indexer.localchain.anvil import free_port
 from indexer.projector.committed import CommittedEvents
 from indexer.projector.runner import Projector
 from indexer.service import index_chains
-from indexer.store.projections import read_events
+from indexer.store.projections import TABLES, read_events
 from indexer.verify import verify
 from indexer.watcher import Watcher
 from tests.integration.conftest import chain_config
@@ -72,7 +72,7 @@ async def test_projections_match_the_contracts_and_reproject_is_identical(db, dr
     assert await snapshot(db) == before
 
     # from nothing, reading two events a chain at a time, writing every three while the next are folded: the same
-    await db.execute(f"TRUNCATE projector_state, {', '.join(PROJECTIONS)}")
+    await db.execute(f"TRUNCATE projector_state, {', '.join(table.name for table in TABLES)}")
     stepwise = Projector(db, config, batch=3, read_batch=2)
     assert await stepwise.step() == await db.fetchval("SELECT count(*) FROM events")
     assert await snapshot(db) == before
@@ -185,7 +185,7 @@ async def test_reader_role_reads_the_views_and_nothing_else(db, database_dsn):
                 "v_pending_events",
             ):
                 await conn.fetch(f"SELECT * FROM {view} LIMIT 1")
-        for table in ("events", "positions", "chain_cursors"):
+        for table in ("events", "positions", "position_buckets", "chain_cursors"):
             with pytest.raises(asyncpg.InsufficientPrivilegeError):
                 async with conn.transaction():
                     await conn.execute("SET LOCAL ROLE indexer_reader")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import random
 from decimal import Decimal
 from types import MappingProxyType as Frozen
 
@@ -11,9 +13,18 @@ from indexer.batch import Batch, BlockRef
 from indexer.errors import FatalError, ReorgDetected
 from indexer.events import Event, EventType
 from indexer.projection import Changes, Pending, ProjectionState
+from indexer.store.api import STAKER_POSITIONS
 from indexer.store.cursors import load_cursor, load_pool_names
 from indexer.store.events import write_batch
-from indexer.store.projections import copy_stages, load_state, replace_all, stage_changes, write_assets
+from indexer.store.projections import (
+    array_literal,
+    copy_stages,
+    load_state,
+    position_bucket,
+    replace_all,
+    stage_changes,
+    write_assets,
+)
 
 MAX = 2**256 - 1
 
@@ -136,13 +147,58 @@ async def test_learnt_pool_name_resolves_waiting_events(db):
     assert await db.fetchval("SELECT unresolved_pools FROM v_indexer_status") == 0
 
 
+# stakers are free text too (a social feed's): in a bucket's text[] these must be quoted, or COPY-escaped
+ODD_STAKERS = {'"quoted"': 1, "{brace}": 2, "a,b": 3, "NULL": 4, "null": 5, "": 6, " lead": 7, "back\\slash": 8,
+               "tab\there": 9, "new\nline": 10, "\\N": 11, "ünï ✓": 12}  # fmt: skip
+
+
+async def test_stakers_come_back_from_a_text_array_and_sql_buckets_them_as_python_does(db):
+    rng = random.Random(7)
+    pieces = ["0x1f", "T9y", ",", "{", "}", '"', "\\", " ", "\t", "\n", "NULL", "null", "é", "✓", ""]
+    lists = [sorted("".join(rng.choices(pieces, k=rng.randint(0, 4))) for _ in range(rng.randint(0, 6)))
+             for _ in range(300)]  # fmt: skip
+    lists += [sorted(ODD_STAKERS), [f"0x{i:040x}" for i in range(50)]]
+    for values in lists:
+        literal = array_literal(values)
+        assert await db.fetchval("SELECT $1::text::text[]", literal) == values, literal
+    stakers = sorted({s for values in lists for s in values})
+    in_sql = "SELECT array_agg(position_bucket(s) ORDER BY i) FROM unnest($1::text[]) WITH ORDINALITY AS u(s, i)"
+    assert await db.fetchval(in_sql, stakers) == [position_bucket(s) for s in stakers]
+
+
+async def test_a_stakers_positions_are_read_from_its_bucket_alone(db):
+    stakers = [f"0x{i:040x}" for i in range(1, 2001)]
+    pools = {(f"validator-{v}", "ETH"): Frozen({s: 10**18 + i for i, s in enumerate(stakers[v::3])}) for v in range(3)}
+    state = ProjectionState(
+        validators=Frozen({pool: sum(held.values()) for pool, held in pools.items()}), positions=Frozen(pools)
+    )
+    async with db.acquire() as conn, conn.transaction():
+        await replace_all(conn, state)
+    await db.execute("ANALYZE position_buckets")
+    staker = stakers[3]  # in validator-0 only
+    everywhere = await db.fetch("SELECT validator, asset, amount::text, share::text FROM v_staker_positions "
+                                "WHERE staker = $1 ORDER BY validator, asset", staker)  # fmt: skip
+    assert [tuple(r) for r in await db.fetch(STAKER_POSITIONS, staker)] == [tuple(r) for r in everywhere]
+    assert [r[0] for r in everywhere] == ["validator-0"]
+
+    plan = json.loads(await db.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {STAKER_POSITIONS}", staker))[0]["Plan"]
+    scans = [node for node in _plan_nodes(plan) if node.get("Relation Name") == "position_buckets"]
+    assert len(scans) == 1 and "bucket" in json.dumps(scans[0])
+    read = scans[0]["Actual Rows"] + scans[0].get("Rows Removed by Filter", 0)
+    assert read <= 3  # one bucket row a pool, of about 2,000 / 256 stakers, not all 768 rows
+
+
+def _plan_nodes(node: dict) -> list[dict]:
+    return [node, *(n for child in node.get("Plans", []) for n in _plan_nodes(child))]
+
+
 async def test_projection_rows_survive_copy_text_whatever_the_names(db):
     """Pool names are free text: tabs, newlines, backslashes and `\\N` itself must come back as written."""
     names = ["tab\there", "line\nbreak", "back\\slash", "\\N", "cr\rlf", "ünïcode ✓", "plain"]
     state = ProjectionState(
         validators=Frozen({(name, "ETH"): MAX - i for i, name in enumerate(names)}),
         pools=Frozen({("c1", "0xc", name): i + 1 for i, name in enumerate(names)}),
-        positions=Frozen({(name, "ETH"): Frozen({"0xa": MAX - i}) for i, name in enumerate(names)}),
+        positions=Frozen({(name, "ETH"): Frozen({"0xa": MAX - i, **ODD_STAKERS}) for i, name in enumerate(names)}),
         balances=Frozen({("c1", "0xc", "0xa"): MAX}),
         token_owners=Frozen({("c1", "0xn", MAX): "0xa"}),
         token_pools=Frozen({("c1", "0xn", MAX): names[0]}),
@@ -157,7 +213,12 @@ async def test_projection_rows_survive_copy_text_whatever_the_names(db):
     after = ProjectionState(
         validators=Frozen({**{k: v for k, v in state.validators.items() if k[0] != "plain"}, ("new\tone", "ETH"): 1}),
         pools=Frozen({k: v + 1 for k, v in state.pools.items()}),
-        positions=Frozen({k: v for k, v in state.positions.items() if k[0] != "plain"}),
+        positions=Frozen(
+            {
+                **{k: v for k, v in state.positions.items() if k[0] != "plain"},
+                ("tab\there", "ETH"): Frozen({**{s: n + 1 for s, n in ODD_STAKERS.items() if s != "NULL"}, "0xb": 1}),
+            }
+        ),
         balances=Frozen({}),
         token_owners=Frozen({("c1", "0xn", MAX): "0xb"}),
         token_pools=Frozen({}),
@@ -167,7 +228,10 @@ async def test_projection_rows_survive_copy_text_whatever_the_names(db):
     changes = Changes(
         validators=frozenset(state.validators) | frozenset(after.validators),
         pools=frozenset(after.pools),
-        positions=frozenset({("0xa", "plain", "ETH")}),
+        positions=frozenset(
+            {("0xa", "plain", "ETH"), ("0xa", "tab\there", "ETH"), ("0xb", "tab\there", "ETH")}
+            | {(s, pool, "ETH") for s in ODD_STAKERS for pool in ("plain", "tab\there")}
+        ),
         balances=frozenset(state.balances),
         tokens=frozenset(state.token_owners),
         withdrawals=frozenset(state.withdrawals),
