@@ -192,11 +192,8 @@ def _largest(remainder: list[np.ndarray], count: int, names: list[str]) -> np.nd
 
 def _store(limbs: np.ndarray, where: slice | np.ndarray, amounts: list[int]) -> None:
     """Write `amounts` (each below 2^96) as limbs into the columns `where`."""
-    for k in range(LIMBS):
-        shift = 32 * k
-        limbs[k, where] = np.fromiter(
-            ((amount >> shift) & 0xFFFFFFFF for amount in amounts), dtype=np.uint64, count=len(amounts)
-        )
+    packed = b"".join([amount.to_bytes(4 * LIMBS, "little") for amount in amounts])
+    limbs[:, where] = np.frombuffer(packed, dtype="<u4").reshape(len(amounts), LIMBS).T
 
 
 def _limbs_of(value: int, count: int) -> list[int]:
@@ -208,20 +205,24 @@ def _int_at(limbs: list[np.ndarray] | np.ndarray, i: int) -> int:
 
 
 def _times(vector: list[np.ndarray], scalar: list[int], keep: int) -> list[np.ndarray]:
-    """The low `keep` limbs of vector x scalar, carried (each limb below 2^32)."""
-    n = vector[0].shape[0]
-    columns = [np.zeros(n, dtype=np.uint64) for _ in range(keep + 1)]
-    for i, limb in enumerate(vector):
-        for j, digit in enumerate(scalar):
-            if i + j >= keep or digit == 0:
-                continue
-            product = limb * np.uint64(digit)  # below 2^64
-            columns[i + j] += product & _MASK  # a column gathers at most 2 x LIMBS + 2 terms below 2^32
-            columns[i + j + 1] += product >> _SHIFT
+    """The low `keep` limbs of vector x scalar, carried (each limb below 2^32).
+
+    Digit by digit of the scalar, every limb of the vector at once (one 2-D operation a step,
+    not one a limb: at a few thousand positions the calls cost more than the arithmetic).
+    """
+    n, width = vector[0].shape[0], len(vector)
+    columns = np.zeros((max(keep, width + len(scalar)) + 1, n), dtype=np.uint64)
+    limbs = np.stack(vector)
+    for j, digit in enumerate(scalar):
+        if digit == 0 or j >= keep:
+            continue
+        product = limbs * np.uint64(digit)  # each below 2^64
+        columns[j : j + width] += product & _MASK  # a column gathers at most 2 x LIMBS + 2 terms below 2^32
+        columns[j + 1 : j + 1 + width] += product >> _SHIFT
     for k in range(keep):
         columns[k + 1] += columns[k] >> _SHIFT
         columns[k] &= _MASK
-    return columns[:keep]
+    return list(columns[:keep])
 
 
 def _minus(a: list[np.ndarray], b: list[np.ndarray]) -> list[np.ndarray]:
