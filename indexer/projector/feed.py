@@ -76,12 +76,9 @@ async def read_ahead(batches: AsyncIterator[T]) -> AsyncIterator[T]:
     finally:
         if not upcoming.done():
             upcoming.cancel()
-            try:
-                await upcoming
-            except (asyncio.CancelledError, StopAsyncIteration):
-                pass
-        elif not upcoming.cancelled():
-            upcoming.exception()  # ended while the caller left: its end or error is dropped, and so marked
+            await asyncio.wait([upcoming])  # its end, whatever it is, is not the caller's: an error it raised
+        if not upcoming.cancelled():  # while cancelled must not replace the one the caller is leaving with
+            upcoming.exception()  # dropped, and so marked (not logged at garbage collection as never retrieved)
         aclose = getattr(batches, "aclose", None)
         if aclose is not None:
             await aclose()

@@ -126,3 +126,29 @@ def test_leaving_after_the_read_ahead_ended_leaves_no_unretrieved_exception(endi
 
     asyncio.run(leave_after_the_first())
     assert reported == []
+
+
+def test_an_error_of_the_read_cancelled_as_the_caller_leaves_does_not_replace_the_callers_own():
+    """The caller leaves with an error of its own while the next read is in flight; that read, cancelled, fails in
+    its own cleanup: the caller's error is the one that comes out of the loop."""
+    reported: list[dict] = []
+
+    async def source():
+        yield [0]
+        try:
+            await asyncio.sleep(10)  # the next read, in flight
+        except asyncio.CancelledError:
+            raise ConnectionResetError("the read's cleanup failed too") from None
+        yield [1]
+
+    async def fail_on_the_first():
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: reported.append(context))
+        async with aclosing(read_ahead(source())) as batches:
+            async for _ in batches:
+                await asyncio.sleep(0.01)  # the next read is under way
+                raise ValueError("the fold failed")
+
+    with pytest.raises(ValueError, match="the fold failed"):
+        asyncio.run(fail_on_the_first())
+    gc.collect()
+    assert reported == []
