@@ -170,17 +170,25 @@ CREATE TABLE IF NOT EXISTS pool_amounts (
 
 -- Staker positions, a row per (validator, asset, bucket) holding the bucket's stakers and amounts as
 -- arrays: a pro rata (SPEC 4) changes nearly every position of a pool, and rewriting a pool's bucket
--- rows (at most 256) costs a seventh of rewriting a row per position. The view `positions` lists them
--- a row each.
-CREATE OR REPLACE FUNCTION position_bucket(staker text) RETURNS smallint
+-- rows costs a fraction of rewriting a row per position. A staker's bucket is the first `bits` bits
+-- of the MD5 of its text, `bits` growing with the pool (about 8 to 16 stakers a row). The view
+-- `positions` lists them a row each.
+CREATE OR REPLACE FUNCTION position_bits(size bigint) RETURNS smallint
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-    AS $$ SELECT get_byte(decode(md5(staker), 'hex'), 0)::smallint $$;
-COMMENT ON FUNCTION position_bucket(text) IS 'The bucket of a staker''s positions (0-255): the first byte of the MD5 of its UTF-8 text.';
+    AS $$ SELECT CASE WHEN size <= 16 THEN 0
+                      ELSE least(16, length(ltrim(((size - 1) / 16)::bit(64)::text, '0'))) END::smallint $$;
+COMMENT ON FUNCTION position_bits(bigint) IS 'How many bits of the stakers'' hash split a pool of `size` positions into bucket rows (0-16).';
+
+CREATE OR REPLACE FUNCTION position_bucket(staker text, bits integer) RETURNS integer
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$ SELECT ('x' || left(md5(staker), 4))::bit(16)::integer >> (16 - bits) $$;
+COMMENT ON FUNCTION position_bucket(text, integer) IS 'The bucket row of a staker''s position in a pool split by `bits` bits: the first `bits` bits of the MD5 of its UTF-8 text.';
 
 CREATE TABLE IF NOT EXISTS position_buckets (
     validator text NOT NULL,
     asset     text NOT NULL,
-    bucket    smallint NOT NULL,           -- position_bucket(staker) of every staker in the row
+    bucket    integer NOT NULL,            -- position_bucket(staker, bits) of every staker in the row
+    bits      smallint NOT NULL,           -- position_bits(the pool's positions), the same in all its rows
     stakers   text[] NOT NULL,             -- in code point order
     amounts   numeric(78, 0)[] NOT NULL,   -- each staker's amount (never zero), in the same order
     PRIMARY KEY (validator, asset, bucket)
@@ -271,11 +279,11 @@ SELECT validator, sum(points) AS points, rank() OVER (ORDER BY sum(points) DESC 
 
 CREATE OR REPLACE VIEW v_staker_positions AS
 SELECT p.staker, b.validator, b.asset, p.amount,
-       p.amount / NULLIF(v.amount, 0) AS share, b.bucket
+       p.amount / NULLIF(v.amount, 0) AS share, b.bits, b.bucket
   FROM position_buckets b
  CROSS JOIN LATERAL unnest(b.stakers, b.amounts) AS p(staker, amount)
   JOIN validator_amounts v USING (validator, asset);
-COMMENT ON VIEW v_staker_positions IS 'Each staker''s position per validator and asset (SPEC 8). To read one staker''s rows without reading every position, add bucket = position_bucket(staker): WHERE staker = $1 AND bucket = position_bucket($1).';
+COMMENT ON VIEW v_staker_positions IS 'Each staker''s position per validator and asset (SPEC 8). To read one staker''s rows without reading every position, name its bucket rows: WHERE staker = $1 AND bucket = position_bucket($1, bits) AND bucket = ANY (ARRAY(SELECT position_bucket($1, b) FROM generate_series(0, 16) AS b)).';
 
 CREATE OR REPLACE VIEW v_lst_balances AS
 SELECT chain, contract, holder, balance FROM lst_balances;

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from types import MappingProxyType
@@ -15,6 +13,7 @@ import asyncpg
 
 from indexer.events import Event, EventType
 from indexer.projection import Changes, Checkpoint, Pending, ProjectionState
+from indexer.store import position_buckets
 
 Row = tuple[Any, ...]
 
@@ -71,129 +70,12 @@ def _plain(name: str, keys: tuple[str, ...], value: str, attribute: str) -> Tabl
     return Table(name, keys, (value,), lambda c: getattr(c, attribute), lambda s: getattr(s, attribute).keys(), lookup)
 
 
-_NONE: Mapping = MappingProxyType({})
-
-
-BUCKETS = 256  # a pool's positions are kept in up to this many rows (`position_bucket`)
-
-
-_BUCKET_OF: dict[str, int] = {}  # position_bucket's answers, forgotten when they reach _REMEMBERED
-_REMEMBERED = 1 << 20
-
-
-def position_bucket(staker: str) -> int:
-    """The row of its pool a staker's position is kept in (0-255): the first byte of the MD5 of the staker's UTF-8,
-    as the SQL function `position_bucket` computes it."""
-    bucket = _BUCKET_OF.get(staker)
-    if bucket is None:
-        if len(_BUCKET_OF) >= _REMEMBERED:
-            _BUCKET_OF.clear()
-        bucket = _BUCKET_OF[staker] = hashlib.md5(staker.encode(), usedforsecurity=False).digest()[0]
-    return bucket
-
-
-_PLAIN_ELEMENT = re.compile(r'[^{}",\\\s]+')  # an array element needing no quotes (unless it reads NULL)
-
-
-def array_literal(values: Sequence[str]) -> str:
-    """A text[] in Postgres's array input syntax: an element double-quoted where it must be (empty, NULL, or
-    holding a brace, quote, comma, backslash or white space)."""
-    joined = ",".join(values)
-    if joined.replace(",", "").isalnum() and joined.count(",") == len(values) - 1 and all(values):
-        if "null" not in joined.lower():  # letters and digits alone (addresses): no element needs quotes
-            return "{" + joined + "}"
-    return "{" + ",".join(map(_array_element, values)) + "}"
-
-
-def _array_element(value: str) -> str:
-    if _PLAIN_ELEMENT.fullmatch(value) and value.lower() != "null":
-        return value
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _bucketed(pool: Mapping[str, int]) -> dict[int, list[str]]:
-    """A pool's stakers by bucket, each bucket's in code point order."""
-    buckets: dict[int, list[str]] = {}
-    known, bucket = _BUCKET_OF.get, position_bucket
-    for staker in sorted(pool):
-        found = known(staker)
-        buckets.setdefault(bucket(staker) if found is None else found, []).append(staker)
-    return buckets
-
-
-_POOLS_REMEMBERED = 1 << 14
-_POOL_BUCKETS: dict[tuple[str, str], tuple[frozenset[str], dict[int, tuple[list[str], str]]]] = {}
-
-
-def _pool_buckets(key: tuple[str, str], pool: Mapping[str, int]) -> dict[int, tuple[list[str], str]]:
-    """The pool's stakers by bucket, each bucket's with its text[] literal. Remembered: a pro rata changes every
-    amount of a pool and seldom who is in it; when a few stakers came or went, only their buckets are redone."""
-    found = _POOL_BUCKETS.get(key)
-    if found is not None and pool.keys() == found[0]:
-        return found[1]
-    stakers = frozenset(pool)
-    moved = stakers ^ found[0] if found is not None else stakers
-    if found is None or 4 * len(moved) > len(stakers):
-        buckets = {bucket: (held, array_literal(held)) for bucket, held in _bucketed(pool).items()}
-    else:
-        buckets = dict(found[1])
-        came_or_went: dict[int, list[str]] = {}
-        for staker in moved:
-            came_or_went.setdefault(position_bucket(staker), []).append(staker)
-        for bucket, those in came_or_went.items():
-            held = sorted({*buckets.get(bucket, ([], ""))[0], *those} & stakers)
-            if held:
-                buckets[bucket] = (held, array_literal(held))
-            else:
-                del buckets[bucket]
-    if len(_POOL_BUCKETS) >= _POOLS_REMEMBERED:
-        _POOL_BUCKETS.clear()
-    _POOL_BUCKETS[key] = (stakers, buckets)
-    return buckets
-
-
-def _amounts_literal(pool: Mapping[str, int], stakers: list[str]) -> str:
-    return "{" + ",".join(map(str, map(pool.__getitem__, stakers))) + "}"
-
-
-def _changed_buckets(changes: Changes) -> set[tuple[str, str, int]]:
-    known = _BUCKET_OF.get
-    return {
-        (validator, asset, position_bucket(staker) if (found := known(staker)) is None else found)
-        for staker, validator, asset in changes.positions
-    }
-
-
-def _position_bucket(state: ProjectionState) -> Lookup:
-    positions = state.positions
-
-    def find(key: tuple) -> tuple | None:
-        validator, asset, bucket = key
-        pool = positions.get((validator, asset))
-        found = None if not pool else _pool_buckets((validator, asset), pool).get(bucket)
-        return None if found is None else (found[1], _amounts_literal(pool, found[0]))
-
-    return find
-
-
-def _bucket_lines(before: ProjectionState, after: ProjectionState, keys: Iterable[tuple]) -> list[str]:
-    """changed_lines for position buckets, pool by pool: a wide pro rata changes every bucket of a pool."""
-    by_pool: dict[tuple[str, str], set[int]] = {}
-    for validator, asset, bucket in keys:
-        by_pool.setdefault((validator, asset), set()).add(bucket)
+def _bucket_lines(before: ProjectionState, after: ProjectionState, positions: Iterable[tuple]) -> list[str]:
+    """changed_lines for position buckets: the rows the changed positions (staker, validator, asset) rewrite."""
     lines = []
-    for key, changed in by_pool.items():
-        old, pool = before.positions.get(key, _NONE), after.positions.get(key, _NONE)
-        was = _pool_buckets(key, old).keys() if old else set()  # remembered: then patched into the new ones
-        now = _pool_buckets(key, pool) if pool else {}
-        prefix = f"{copy_field(key[0])}\t{copy_field(key[1])}\t"
-        for bucket in changed:
-            found = now.get(bucket)
-            if found is not None:
-                line = copy_line((found[1], _amounts_literal(pool, found[0])))
-                lines.append(f"{prefix}{bucket}\t{line}\t{'u' if bucket in was else 'i'}")
-            elif bucket in was:
-                lines.append(f"{prefix}{bucket}\t\\N\t\\N\td")
+    for (validator, asset, bucket), values, op in position_buckets.changed_rows(before, after, positions):
+        fields = "\\N\t\\N\t\\N" if values is None else copy_line(values)
+        lines.append(f"{copy_field(validator)}\t{copy_field(asset)}\t{bucket}\t{fields}\t{op}")
     return lines
 
 
@@ -226,11 +108,9 @@ def _cursor(state: ProjectionState) -> Lookup:
 TABLES = (
     _plain("validator_amounts", ("validator", "asset"), "amount", "validators"),
     _plain("pool_amounts", ("chain", "contract", "pool"), "amount", "pools"),
-    Table("position_buckets", ("validator", "asset", "bucket"), ("stakers", "amounts"),
-          _changed_buckets,
-          lambda s: [(*key, bucket) for key, pool in s.positions.items() for bucket in _pool_buckets(key, pool)],
-          _position_bucket, size=lambda s: sum(min(len(p), BUCKETS) for p in s.positions.values()),
-          lines=_bucket_lines),
+    Table("position_buckets", ("validator", "asset", "bucket"), ("bits", "stakers", "amounts"),
+          lambda c: c.positions, position_buckets.bucket_keys, position_buckets.bucket_lookup,
+          size=position_buckets.bucket_count, lines=_bucket_lines),  # changed: positions, put in buckets by `lines`
     _plain("social_delegations", ("feed", "staker", "validator"), "points", "delegations"),
     _plain("lst_balances", ("chain", "contract", "holder"), "balance", "balances"),
     Table("lst_tokens", ("chain", "contract", "token_id"), ("owner", "pool"), lambda c: c.tokens,
@@ -250,7 +130,7 @@ TABLES = (
 _STAGE_TYPES = {
     "amount": "numeric", "points": "numeric", "balance": "numeric", "token_id": "numeric", "position": "integer",
     "block_time": "bigint", "block_number": "bigint", "log_index": "integer", "unlock_time": "bigint",
-    "bucket": "smallint", "stakers": "text[]", "amounts": "numeric[]",
+    "bits": "smallint", "bucket": "integer", "stakers": "text[]", "amounts": "numeric[]",
 }  # fmt: skip
 _CAST = {"unlock_time": "to_timestamp({})"}  # staged as unix seconds
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
