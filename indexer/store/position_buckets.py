@@ -78,30 +78,37 @@ def _bucketed(stakers: Iterable[str], bits: int) -> dict[int, list[str]]:
 
 
 _POOLS_REMEMBERED = 1 << 14
-_POOLS: dict[tuple[str, str], tuple[frozenset[str], int, Buckets]] = {}
+_POOLS: dict[tuple[str, str], tuple[Mapping[str, int], int, Buckets]] = {}  # key -> (the pool, its bits, rows)
 
 
-def pool_buckets(key: tuple[str, str], pool: Mapping[str, int]) -> Buckets:
-    """The pool's stakers by bucket, with their literals. Remembered per pool: a pro rata changes every amount of
-    a pool and seldom who is in it; when a few stakers came or went, only their buckets are done again."""
-    bits, found = position_bits(len(pool)), _POOLS.get(key)
-    if found is not None and found[1] == bits and pool.keys() == found[0]:
+def pool_buckets(
+    key: tuple[str, str], pool: Mapping[str, int], since: tuple[Mapping[str, int], Iterable[str]] | None = None
+) -> Buckets:
+    """The pool's stakers by bucket, with their literals; remembered for the last pool of each key (states are
+    immutable: the same mapping, the same rows). `since` = (the pool before, the stakers whose positions changed
+    since): when that pool is the one remembered, only the buckets of stakers who came or went are done again
+    (a pro rata changes every amount of a pool and seldom who is in it)."""
+    found = _POOLS.get(key)
+    if found is not None and found[0] is pool:
         return found[2]
-    stakers = frozenset(pool)
-    moved = stakers ^ found[0] if found is not None else stakers
-    if found is None or found[1] != bits or 4 * len(moved) > len(stakers):
-        buckets = {bucket: (held, array_literal(held)) for bucket, held in _bucketed(stakers, bits).items()}
+    bits = position_bits(len(pool))
+    moved = None
+    if found is not None and since is not None and found[0] is since[0] and found[1] == bits:
+        old = since[0]
+        moved = [staker for staker in since[1] if (staker in old) != (staker in pool)]
+    if moved is None or 4 * len(moved) > len(pool):
+        buckets = {bucket: (held, array_literal(held)) for bucket, held in _bucketed(pool, bits).items()}
     else:
-        buckets = dict(found[2])
+        buckets = dict(found[2]) if moved else found[2]  # type: ignore[index]
         for bucket, those in _bucketed(moved, bits).items():
-            held = sorted({*buckets.get(bucket, ([], ""))[0], *those} & stakers)
+            held = sorted(staker for staker in {*buckets.get(bucket, ([], ""))[0], *those} if staker in pool)
             if held:
                 buckets[bucket] = (held, array_literal(held))
             else:
                 del buckets[bucket]
     if len(_POOLS) >= _POOLS_REMEMBERED:
         _POOLS.clear()
-    _POOLS[key] = (stakers, bits, buckets)
+    _POOLS[key] = (pool, bits, buckets)
     return buckets
 
 
@@ -135,7 +142,8 @@ def changed_rows(
     before: ProjectionState, after: ProjectionState, positions: Iterable[tuple[str, str, str]]
 ) -> list[tuple[tuple[str, str, int], tuple | None, str]]:
     """The bucket rows that changed positions (staker, validator, asset) rewrite: (key, values or None, op),
-    op (i)nsert, (u)pdate or (d)elete. A pool whose bits changed with its size has all its rows redone."""
+    op (i)nsert, (u)pdate or (d)elete. A pool whose bits changed with its size has all its rows redone, and so
+    has a pool most of whose positions changed (a row whose stakers did not is written again as it was)."""
     by_pool: dict[tuple[str, str], list[str]] = {}
     for staker, validator, asset in positions:
         by_pool.setdefault((validator, asset), []).append(staker)
@@ -143,11 +151,11 @@ def changed_rows(
     for key, stakers in by_pool.items():
         old, pool = before.positions.get(key, _NONE), after.positions.get(key, _NONE)
         was = pool_buckets(key, old).keys() if old else set()  # remembered: then patched into the new ones
-        now = pool_buckets(key, pool) if pool else {}
+        now = pool_buckets(key, pool, since=(old, stakers)) if pool else {}
         bits = position_bits(len(pool))
-        if bits == position_bits(len(old)):
+        if bits == position_bits(len(old)) and 4 * len(stakers) < len(pool):
             changed = {position_bucket(staker, bits) for staker in stakers}
-        else:
+        else:  # the bits changed (every row is redone), or most of the pool did (a pro rata): every row
             changed = {*was, *now}
         for bucket in changed:
             found = now.get(bucket)

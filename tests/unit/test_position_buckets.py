@@ -98,15 +98,22 @@ def test_an_array_literal_quotes_exactly_the_elements_that_need_it(values):
         assert '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"' in literal
 
 
-@given(st.lists(st.dictionaries(NAMES, st.integers(1, 9)), min_size=1, max_size=6))
-def test_a_pools_buckets_remembered_across_changes_are_those_made_afresh(pools):
-    """One pool, its stakers coming and going: what `pool_buckets` remembers and patches equals a fresh grouping."""
-    key = ("validator-remembered", "ETH")
-    for pool in pools:
+@given(st.lists(st.dictionaries(NAMES, st.integers(1, 9)), min_size=1, max_size=8), st.booleans())
+def test_a_pools_buckets_remembered_across_changes_are_those_made_afresh(pools, hinted):
+    """One pool, its stakers coming and going: what `pool_buckets` remembers and patches (told what changed since
+    the pool before, or not) equals a fresh grouping."""
+    key, before = ("validator-remembered", "ETH"), None
+    for held in pools:
+        pool = Frozen(held)
         fresh: dict[int, list[str]] = {}
         for staker in sorted(pool):
             fresh.setdefault(position_bucket(staker, position_bits(len(pool))), []).append(staker)
-        assert pool_buckets(key, pool) == {bucket: (held, array_literal(held)) for bucket, held in fresh.items()}
+        since = None
+        if hinted and before is not None:
+            since = (before, [s for s in before.keys() | pool.keys() if before.get(s) != pool.get(s)])
+        assert pool_buckets(key, pool, since) == {bucket: (held, array_literal(held)) for bucket, held in fresh.items()}
+        assert pool_buckets(key, pool) is pool_buckets(key, pool)  # the same pool: remembered
+        before = pool
 
 
 def test_an_empty_state_has_no_rows():
