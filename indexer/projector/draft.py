@@ -179,9 +179,11 @@ class Positions:
         for (validator, asset), stakers in self.touched.items():
             before = self.base.positions.get((validator, asset), none)
             after = new.positions.get((validator, asset), none)
-            if (validator, asset) in self.whole:
-                stakers = before.keys() | after.keys()
-            changed.extend((s, validator, asset) for s in stakers if before.get(s) != after.get(s))
+            if (validator, asset) in self.whole:  # nearly all of them: compared as sets of items, in C
+                differing = {s for s, _ in after.items() - before.items()} | (before.keys() - after.keys())
+                changed.extend((s, validator, asset) for s in differing)
+            else:
+                changed.extend((s, validator, asset) for s in stakers if before.get(s) != after.get(s))
         return frozenset(changed)
 
 

@@ -71,9 +71,12 @@ Buckets = dict[int, tuple[list[str], str]]  # bucket -> (its stakers in code poi
 def _bucketed(stakers: Iterable[str], bits: int) -> dict[int, list[str]]:
     """Stakers by bucket, each bucket's in code point order."""
     buckets: dict[int, list[str]] = {}
-    shift = MAX_BITS - bits
-    for staker in sorted(stakers):
-        buckets.setdefault(staker_hash(staker) >> shift, []).append(staker)
+    shift, known = MAX_BITS - bits, _HASHES.get
+    for staker in stakers:
+        found = known(staker)
+        buckets.setdefault((staker_hash(staker) if found is None else found) >> shift, []).append(staker)
+    for held in buckets.values():
+        held.sort()
     return buckets
 
 
