@@ -283,7 +283,14 @@ SELECT p.staker, b.validator, b.asset, p.amount,
   FROM position_buckets b
  CROSS JOIN LATERAL unnest(b.stakers, b.amounts) AS p(staker, amount)
   JOIN validator_amounts v USING (validator, asset);
-COMMENT ON VIEW v_staker_positions IS 'Each staker''s position per validator and asset (SPEC 8). To read one staker''s rows without reading every position, name its bucket rows: WHERE staker = $1 AND bucket = position_bucket($1, bits) AND bucket = ANY (ARRAY(SELECT position_bucket($1, b) FROM generate_series(0, 16) AS b)).';
+COMMENT ON VIEW v_staker_positions IS 'Each staker''s position per validator and asset (SPEC 8). One staker''s rows without reading every position: staker_positions(staker).';
+CREATE OR REPLACE FUNCTION staker_positions(staker text)
+    RETURNS TABLE (validator text, asset text, amount numeric, share numeric)
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$ SELECT p.validator, p.asset, p.amount, p.share FROM v_staker_positions p
+           WHERE p.staker = $1 AND p.bucket = position_bucket($1, p.bits)
+             AND p.bucket = ANY (ARRAY(SELECT position_bucket($1, b) FROM generate_series(0, 16) AS b)) $$;
+COMMENT ON FUNCTION staker_positions(text) IS 'One staker''s rows of v_staker_positions, read through the bucket index (its candidate bucket of every bits) instead of every position.';
 
 CREATE OR REPLACE VIEW v_lst_balances AS
 SELECT chain, contract, holder, balance FROM lst_balances;

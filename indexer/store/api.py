@@ -70,11 +70,8 @@ async def validators(reader: Reader) -> list[dict[str, str]]:
     return [{"validator": r[0], "asset": r[1], "amount": r[2], "points": r[3]} for r in rows]
 
 
-# the staker's bucket rows named (one a pool, by the pool's bits): only they are read through the index on the
-# bucket (the candidates of every bits, a few rows a pool), not every position
-STAKER_POSITIONS = """SELECT validator, asset, amount::text, share::text FROM v_staker_positions
-                       WHERE staker = $1 AND bucket = position_bucket($1, bits)
-                         AND bucket = ANY (ARRAY(SELECT position_bucket($1, b) FROM generate_series(0, 16) AS b))
+# staker_positions (schema.sql) reads the staker's bucket rows through the index, not every position
+STAKER_POSITIONS = """SELECT validator, asset, amount::text, share::text FROM staker_positions($1)
                        ORDER BY validator, asset"""
 
 
