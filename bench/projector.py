@@ -5,8 +5,9 @@ synthesized (a small model of the contracts: stakes with their mints, LST transf
 unstakes with their burns, over two chains, thousands of stakers and fifty pools) and
 written through the store, because making a million events on anvil takes too long here.
 Reprojects the first nine tenths, then prints events/s for one incremental step over the
-last tenth, for `reproject` of the whole log (checking that it gives the same tables), and
-for a naive baseline (one UPDATE + commit per event) in the same run.
+last tenth (with where its time went: the fold, freezing and staging, COPY, the write), for
+`reproject` of the whole log (checking that it gives the same tables), and for a naive
+baseline (one UPDATE + commit per event) in the same run.
 
 One run per workload (`--over-unstakes`): none, 0.1% and 1% of unstakes made by holders of
 transferred LST beyond their own position there. Each such unstake takes the excess pro rata
@@ -30,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.backfill import fresh_database  # noqa: E402
+from bench.backfill import Stages, fresh_database  # noqa: E402
 from indexer.batch import Batch, BlockRef  # noqa: E402
 from indexer.config import parse_config  # noqa: E402
 from indexer.events import Event, EventType  # noqa: E402
@@ -154,6 +155,20 @@ async def store(pool, streams: dict[str, list[Event]], upto: float, kept: Commit
                 break
 
 
+def timed_stages() -> Stages:
+    """The projector's stages timed from now until `restore`: the fold (in its thread), freezing the draft and
+    staging its changed rows (in a thread), the COPY of the staged rows, and the whole write transaction."""
+    import indexer.projector.runner as runner
+    import indexer.store.projections as projections
+
+    stages = Stages()
+    stages.wrap(runner, "apply", "fold")
+    stages.wrap(runner, "_freeze", "freeze and stage")
+    stages.wrap(projections, "_copy", "COPY")
+    stages.wrap(runner, "write_stages", "write (COPY and applying the rows)")
+    return stages
+
+
 async def saved(pool, action: str) -> None:
     """Save the projection tables aside (`action` "save") or put the saved rows back ("restore")."""
     async with pool.acquire() as conn, conn.transaction():
@@ -254,9 +269,11 @@ async def workload(args, config, share: float, naive_rate: float | None) -> floa
     await saved(pool, "save")
     await pool.execute("VACUUM ANALYZE")  # settle: the reproject and the last events were bulk-written just now
     before = projector.state
+    stages = timed_stages()
     started = time.perf_counter()
     incremental = await projector.step()
     incremental_seconds = time.perf_counter() - started
+    stages.restore()
     positions = await pool.fetchval("SELECT count(*) FROM positions")
     projected = await checksums(pool)
 
@@ -279,6 +296,10 @@ async def workload(args, config, share: float, naive_rate: float | None) -> floa
     print(
         f"incremental: {incremental:,} events in {incremental_seconds:.1f} s = "
         f"{incremental / incremental_seconds:,.0f} events/s (target >= 50,000; {positions:,} positions held)"
+    )
+    print(
+        "  where its time went (busy seconds; the fold overlaps the reads, the write the next fold): "
+        + ", ".join(f"{stage} {seconds:.2f} s" for stage, seconds in stages.seconds.items())
     )
     print(
         f"  the same step with the events handed over as in `run` (up to {kept.limit:,} kept): "
