@@ -26,6 +26,8 @@ class Table:
     """How one projection maps to a table: its key and value columns, the keys a fold changed, their rows.
 
     A table has one row a key (`lookup`: a state's key -> value columns) or many (`many`: the rows of keys).
+    With `lines`, the keys `changed` gives are those `lines` takes, which may be other than the table's own
+    (position_buckets: the changed positions, which `lines` puts in their buckets).
     """
 
     name: str
@@ -110,7 +112,7 @@ TABLES = (
     _plain("pool_amounts", ("chain", "contract", "pool"), "amount", "pools"),
     Table("position_buckets", ("validator", "asset", "bucket"), ("bits", "stakers", "amounts"),
           lambda c: c.positions, position_buckets.bucket_keys, position_buckets.bucket_lookup,
-          size=position_buckets.bucket_count, lines=_bucket_lines),  # changed: positions, put in buckets by `lines`
+          size=position_buckets.bucket_count, lines=_bucket_lines),
     _plain("social_delegations", ("feed", "staker", "validator"), "points", "delegations"),
     _plain("lst_balances", ("chain", "contract", "holder"), "balance", "balances"),
     Table("lst_tokens", ("chain", "contract", "token_id"), ("owner", "pool"), lambda c: c.tokens,
